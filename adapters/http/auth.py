@@ -1,0 +1,71 @@
+"""Who is calling: JWT bearer tokens at the edge, turned into the ``Principal`` that travels
+in every envelope. Routes declare what they need in their ``opt``: ``exclude_from_auth=True``
+for public routes, ``roles=[...]`` for the roles allowed. The guard here enforces it, so
+modules never import this adapter."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from typing import Any
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.exceptions import PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.security.jwt import JWTAuth, Token
+
+from kernel.messages import Principal
+
+#: Paths that never need a token.
+PUBLIC_PATHS = ["^/schema", "^/docs", "^/health", "^/metrics"]
+
+
+def principal_from_token(
+    token: Token, _connection: ASGIConnection[Any, Any, Any, Any]
+) -> Principal:
+    roles = token.extras.get("roles", ())
+    return Principal(subject=token.sub, roles=tuple(str(role) for role in roles), kind="user")
+
+
+def jwt_auth(secret: str, ttl_seconds: int) -> JWTAuth[Principal, Token]:
+    return JWTAuth[Principal, Token](
+        retrieve_user_handler=principal_from_token,
+        token_secret=secret,
+        default_token_expiration=timedelta(seconds=ttl_seconds),
+        exclude=PUBLIC_PATHS,
+        description="A bearer token from POST /api/v1/identity/login.",
+    )
+
+
+def role_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Refuse (403) a caller who lacks every role the route lists in ``opt["roles"]``."""
+    roles = handler.opt.get("roles")
+    if not roles:
+        return
+    user = connection.scope.get("user")
+    if not isinstance(user, Principal) or not any(user.has_role(role) for role in roles):
+        raise PermissionDeniedException(f"this needs the role {' or '.join(roles)}")
+
+
+def provide_principal(request: Request[Any, Any, Any]) -> Principal | None:
+    """The caller's principal, or None on a public route without a token."""
+    user = request.scope.get("user")
+    return user if isinstance(user, Principal) else None
+
+
+class JwtTokenIssuer:
+    """Signs access tokens for the identity module (it knows nothing of JWT)."""
+
+    def __init__(self, secret: str, ttl_seconds: int) -> None:
+        self._secret = secret
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, subject: str, roles: tuple[str, ...]) -> tuple[str, int]:
+        from datetime import datetime
+
+        token = Token(
+            sub=subject,
+            exp=datetime.now(UTC) + timedelta(seconds=self.ttl_seconds),
+            extras={"roles": list(roles)},
+        )
+        return token.encode(secret=self._secret, algorithm="HS256"), self.ttl_seconds

@@ -1,0 +1,126 @@
+"""One SQLAlchemy async engine, configured for SQLite (the default) or PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from kernel.errors import ConcurrencyConflict
+
+log = logging.getLogger("cleave.database")
+
+DEFAULT_URL = "sqlite+aiosqlite:///cleave.db"
+
+
+def normalise_url(url: str) -> URL:
+    """Accept the URLs people paste (``postgresql://``, ``sqlite:///``) and pick async drivers."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite" and parsed.get_driver_name() != "aiosqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend in ("postgresql", "postgres") and parsed.get_driver_name() != "asyncpg":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed
+
+
+class Database:
+    """The database a process (or one module of it) keeps its state in.
+
+    SQLite runs in WAL mode with a generous busy timeout, so readers never wait for the
+    writer and concurrent writers queue instead of failing. ``schema`` (PostgreSQL only)
+    puts every table in one schema, which is how tests get a clean database each.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, *, schema: str | None = None) -> None:
+        self.url = normalise_url(url)
+        self.schema = schema
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            # No ceiling on SQLite connections (they are cheap): a unit of work that holds
+            # one and asks another module for data needs a second, and a fixed pool filled by
+            # units waiting for the writer gate would deadlock.
+            kwargs.update(connect_args={"timeout": 30}, pool_size=20, max_overflow=-1)
+        else:
+            connect_args: dict[str, Any] = {}
+            if schema is not None:
+                connect_args["server_settings"] = {"search_path": schema}
+            kwargs.update(connect_args=connect_args, pool_size=20, max_overflow=40, pool_timeout=10)
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        #: SQLite has one writer at a time. Writers of this process queue on this gate
+        #: instead of sleeping in SQLite's busy handler (which cost 6 ms a write here).
+        self.writer: WriterGate | None = None
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            self.writer = WriterGate()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for logs."""
+        return self.url.render_as_string(hide_password=True)
+
+    async def create_all(self, metadatas: Iterable[MetaData]) -> None:
+        """Create every missing table (and the schema, if one is set)."""
+        async with self.engine.begin() as connection:
+            if self.schema is not None and not self.is_sqlite:
+                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            for metadata in metadatas:
+                await connection.run_sync(metadata.create_all)
+
+    async def ping(self) -> bool:
+        """Whether the database answers a trivial query."""
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            log.warning("database %s does not answer", self.display_url, exc_info=True)
+            return False
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+class WriterGate:
+    """One writing transaction at a time in this process (SQLite only)."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._timeout = timeout
+
+    async def acquire(self) -> None:
+        task = asyncio.current_task()
+        if self._owner is not None and self._owner is task:
+            raise RuntimeError(
+                "a handler called another module synchronously (bus.send) after it had "
+                "written: with SQLite that waits for itself. Send before writing, or use "
+                "bus.defer to send after commit."
+            )
+        try:
+            await asyncio.wait_for(self._lock.acquire(), self._timeout)
+        except TimeoutError:
+            raise ConcurrencyConflict("waited too long for the SQLite writer") from None
+        self._owner = task
+
+    def release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,329 @@
+"""SQL storage for one module: its unit of work (with inbox and outbox) and its outbox store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.sqlalchemy.database import Database
+from adapters.sqlalchemy.messaging_tables import MessagingTables, messaging_tables
+from kernel.clock import Clock
+from kernel.codec import Codec
+from kernel.errors import ConcurrencyConflict, DuplicateDelivery, PoisonMessage, Unavailable
+from kernel.messages import Envelope
+from kernel.registry import Registry
+from kernel.relay import OutboxRecord
+from kernel.unit_of_work import UnitOfWork, fan_out
+
+#: SQLSTATEs of PostgreSQL that mean "you lost a race; try again".
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a database error means a lost race (deadlock, lock timeout), not a bug."""
+    if not isinstance(error, DBAPIError):
+        return False
+    if "database is locked" in str(error.orig):
+        return True
+    return getattr(error.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
+@asynccontextmanager
+async def write_transaction(database: Database) -> AsyncIterator[AsyncConnection]:
+    """A short writing transaction outside any unit of work (relay bookkeeping, tools)."""
+    # Connection first, writer gate second: the same order as units of work, so that the
+    # gate's holder never waits for a connection held by someone waiting for the gate.
+    async with database.engine.connect() as connection:
+        writer = database.writer
+        if writer is not None:
+            await writer.acquire()
+        try:
+            async with connection.begin():
+                yield connection
+        finally:
+            if writer is not None:
+                writer.release()
+
+
+class SqlStorage:
+    """The ``Storage`` of a module that keeps its state in a SQL database."""
+
+    def __init__(
+        self,
+        database: Database,
+        module: str,
+        registry: Registry,
+        codec: Codec,
+        clock: Clock,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.database = database
+        self.module = module
+        self.tables: MessagingTables = messaging_tables(module)
+        self.registry = registry
+        self.codec = codec
+        self.clock = clock
+        self.on_commit = on_commit
+
+    def unit_of_work(self, envelope: Envelope) -> UnitOfWork:
+        return SqlUnitOfWork(envelope, self)
+
+    def outbox_rows(self, unit: UnitOfWork) -> list[dict[str, Any]]:
+        now = self.clock.now()
+        encode = self.codec.encode_body
+        rows = []
+        bodies: dict[int, str] = {}
+        for delivery in fan_out(self.registry, unit.envelope, unit.emitted):
+            key = id(delivery.message)
+            body = bodies.get(key)
+            if body is None:
+                body = bodies[key] = encode(delivery.message).decode()
+            rows.append(
+                {
+                    "message_id": delivery.envelope.message_id,
+                    "target": delivery.target,
+                    "name": delivery.envelope.name,
+                    "partition": delivery.partition,
+                    "envelope": self.codec.encode_envelope(delivery.envelope).decode(),
+                    "body": body,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+            )
+        return rows
+
+
+class GuardedConnection:
+    """An ``AsyncConnection`` that passes the SQLite writer gate before its first write."""
+
+    __slots__ = ("_connection", "_unit")
+
+    def __init__(self, connection: AsyncConnection, unit: SqlUnitOfWork) -> None:
+        self._connection = connection
+        self._unit = unit
+
+    async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(statement, "is_dml", False):
+            await self._unit.writing()
+        return await self._connection.execute(statement, *args, **kwargs)
+
+    async def scalar(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(statement, "is_dml", False):
+            await self._unit.writing()
+        return await self._connection.scalar(statement, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+class SqlUnitOfWork(UnitOfWork):
+    """A transaction on the module's database, opened on first use."""
+
+    __slots__ = ("_connection", "_gate", "_guarded", "_handled", "_storage")
+
+    def __init__(self, envelope: Envelope, storage: SqlStorage) -> None:
+        super().__init__(envelope)
+        self._storage = storage
+        self._connection: AsyncConnection | None = None
+        self._guarded: GuardedConnection | None = None
+        self._handled: str | None = None
+        self._gate = False
+
+    async def connection(self) -> GuardedConnection:
+        if self._guarded is None:
+            try:
+                connection = await self._storage.database.engine.connect()
+            except PoolTimeout as error:
+                raise Unavailable("the database has no free connection; try again") from error
+            try:
+                await connection.begin()
+            except BaseException:
+                await connection.close()
+                raise
+            self._connection = connection
+            self._guarded = GuardedConnection(connection, self)
+        return self._guarded
+
+    async def writing(self) -> None:
+        """Called before the first write: on SQLite, wait for this process's writer gate."""
+        writer = self._storage.database.writer
+        if writer is not None and not self._gate:
+            await writer.acquire()
+            self._gate = True
+
+    async def exclusive(self) -> None:
+        # Connection first, then the gate: the order every writer follows.
+        await self.connection()
+        await self.writing()
+
+    async def handled(self, handler: str) -> bool:
+        inbox = self._storage.tables.inbox
+        connection = await self.connection()
+        found = await connection.execute(
+            select(inbox.c.handler).where(
+                inbox.c.handler == handler, inbox.c.message_id == self.envelope.message_id
+            )
+        )
+        return found.first() is not None
+
+    def mark_handled(self, handler: str) -> None:
+        self._handled = handler
+
+    async def commit(self) -> None:
+        if self._connection is None and not self.emitted and self._handled is None:
+            return  # the handler touched nothing durable
+        storage = self._storage
+        rows: list[dict[str, Any]] = []
+        try:
+            connection = await self.connection()
+            if self._handled is not None:
+                try:
+                    await connection.execute(
+                        insert(storage.tables.inbox).values(
+                            handler=self._handled,
+                            message_id=self.envelope.message_id,
+                            handled_at=storage.clock.now(),
+                        )
+                    )
+                except IntegrityError as error:
+                    # A concurrent delivery of the same message won the race.
+                    raise DuplicateDelivery(self.envelope.message_id) from error
+            if self.emitted:
+                rows = storage.outbox_rows(self)
+                if rows:
+                    await connection.execute(insert(storage.tables.outbox), rows)
+            await connection.commit()
+        except DBAPIError as error:
+            if is_transient(error):
+                raise ConcurrencyConflict(f"{self.envelope.name}: {error.orig}") from error
+            raise
+        finally:
+            await self._close()
+        if rows:
+            storage.on_commit()
+
+    async def rollback(self) -> None:
+        if self._connection is not None:
+            try:
+                await self._connection.rollback()
+            finally:
+                await self._close()
+
+    async def _close(self) -> None:
+        try:
+            if self._connection is not None:
+                connection, self._connection, self._guarded = self._connection, None, None
+                await connection.close()
+        finally:
+            if self._gate:
+                self._gate = False
+                writer = self._storage.database.writer
+                assert writer is not None
+                writer.release()
+
+    def transient(self, error: BaseException) -> bool:
+        return isinstance(error, ConcurrencyConflict) or is_transient(error)
+
+
+class SqlOutboxStore:
+    """The ``OutboxStore`` over a module's outbox and dead-letter tables."""
+
+    def __init__(self, storage: SqlStorage) -> None:
+        self._database = storage.database
+        self._engine = storage.database.engine
+        self._tables = storage.tables
+        self._codec = storage.codec
+        self._clock = storage.clock
+        outbox = self._tables.outbox
+        older = outbox.alias("older")
+        blocked = exists().where(
+            older.c.target == outbox.c.target,
+            older.c.partition == outbox.c.partition,
+            older.c.id < outbox.c.id,
+        )
+        # Built once: constructing this statement costs more than running it.
+        self._due = (
+            select(outbox)
+            .where(outbox.c.next_attempt_at <= bindparam("now"), ~blocked)
+            .order_by(outbox.c.id)
+            .limit(bindparam("limit"))
+        )
+
+    async def due(self, now: float, limit: int) -> list[OutboxRecord]:
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(self._due, {"now": now, "limit": limit})).all()
+        return [self._record(row) for row in rows]
+
+    def _record(self, row: Any) -> OutboxRecord:
+        record = OutboxRecord(
+            id=row.id,
+            target=row.target,
+            envelope=None,
+            message=None,
+            partition=row.partition,
+            attempts=row.attempts,
+        )
+        try:
+            record.envelope = self._codec.decode_envelope(row.envelope.encode())
+            record.message = self._codec.decode_body(record.envelope, row.body.encode())
+        except PoisonMessage as error:
+            record.poison = error.reason
+        return record
+
+    def _this(self, record: OutboxRecord) -> Any:
+        # The id alone would do (ids are never reused); the target and message id make sure a
+        # stale record can never settle another one.
+        outbox = self._tables.outbox
+        condition = (outbox.c.id == record.id) & (outbox.c.target == record.target)
+        if record.envelope is not None:
+            condition &= outbox.c.message_id == record.envelope.message_id
+        return condition
+
+    async def delivered(self, record: OutboxRecord) -> None:
+        outbox = self._tables.outbox
+        async with write_transaction(self._database) as connection:
+            await connection.execute(delete(outbox).where(self._this(record)))
+
+    async def retry_later(self, record: OutboxRecord, attempts: int, at: float, error: str) -> None:
+        outbox = self._tables.outbox
+        async with write_transaction(self._database) as connection:
+            await connection.execute(
+                update(outbox)
+                .where(self._this(record))
+                .values(attempts=attempts, next_attempt_at=at, last_error=error[:2000])
+            )
+
+    async def dead_letter(self, record: OutboxRecord, attempts: int, reason: str) -> None:
+        outbox, dead = self._tables.outbox, self._tables.dead_letters
+        async with write_transaction(self._database) as connection:
+            row = (await connection.execute(select(outbox).where(self._this(record)))).first()
+            if row is None:
+                return
+            await connection.execute(
+                insert(dead).values(
+                    message_id=row.message_id,
+                    target=row.target,
+                    name=row.name,
+                    partition=row.partition,
+                    envelope=row.envelope,
+                    body=row.body,
+                    attempts=attempts,
+                    reason=reason,
+                    failed_at=time.time(),
+                )
+            )
+            await connection.execute(delete(outbox).where(outbox.c.id == row.id))
+
+    async def pending(self) -> int:
+        outbox = self._tables.outbox
+        async with self._engine.connect() as connection:
+            count = await connection.scalar(select(func.count()).select_from(outbox))
+        return int(count or 0)

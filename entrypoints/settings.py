@@ -1,0 +1,73 @@
+"""The shop's settings, read from ``CLEAVE_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from kernel.settings import load_settings
+
+#: The signing secret used when none is configured. Fine on a laptop, never in production:
+#: the app warns at start-up while it is in use.
+DEVELOPMENT_JWT_SECRET = "cleave-development-secret-change-me-0123456789"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    #: Where state lives: a SQLite file by default, or e.g. postgresql://user@host/db.
+    database_url: str = "sqlite+aiosqlite:///cleave.db"
+    #: PostgreSQL only: keep every table in this schema (created if missing).
+    database_schema: str | None = None
+    #: How modules in this process reach each other: direct calls, or through the wire codec.
+    bus: Literal["inprocess", "loopback"] = "inprocess"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    #: HMAC secret that signs access tokens (at least 32 characters).
+    jwt_secret: str = DEVELOPMENT_JWT_SECRET
+    jwt_ttl_seconds: int = 3600
+    #: An admin account ensured at start when both are set.
+    admin_email: str | None = None
+    admin_password: str | None = None
+    #: The payment provider; when unset the app starts its own sandbox provider.
+    payment_provider_url: str | None = None
+    #: The secret key the provider expects (``Authorization: Bearer ...``); none for the sandbox.
+    payment_provider_key: str | None = None
+    payment_timeout_seconds: float = 2.0
+    payment_attempts: int = 3
+    payment_breaker_threshold: int = 5
+    payment_breaker_cooldown_seconds: float = 30.0
+    #: Login and register calls allowed per client address and minute.
+    auth_rate_limit_per_minute: int = 20
+    #: Largest accepted request body, in bytes.
+    max_body_bytes: int = 64 * 1024
+    #: An order not settled after this long is compensated.
+    order_timeout_seconds: float = 60.0
+    #: Relay: how many times a failed delivery is tried before it becomes a dead letter.
+    delivery_attempts: int = 8
+    delivery_backoff_seconds: float = 0.2
+    #: Seconds a stopping process waits for deliveries in flight.
+    shutdown_grace_seconds: float = 10.0
+    #: Argon2 cost: "default" for production, "low" for tests and demos.
+    password_hash_cost: Literal["default", "low"] = "default"
+
+    def warnings(self) -> list[str]:
+        """What is unsafe about these settings for anything but development."""
+        found = []
+        if self.jwt_secret == DEVELOPMENT_JWT_SECRET:
+            found.append(
+                "CLEAVE_JWT_SECRET is not set: tokens are signed with the public development "
+                "secret. Set it (32+ random characters) before exposing the app."
+            )
+        if self.payment_provider_url and not self.payment_provider_key:
+            found.append(
+                "CLEAVE_PAYMENT_PROVIDER_URL is set without CLEAVE_PAYMENT_PROVIDER_KEY: the "
+                "provider is called without credentials."
+            )
+        if self.password_hash_cost == "low":
+            found.append("CLEAVE_PASSWORD_HASH_COST=low: passwords are hashed cheaply.")
+        return found
+
+
+def settings_from_environment() -> Settings:
+    return load_settings(Settings)

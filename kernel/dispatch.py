@@ -1,0 +1,108 @@
+"""The receiving side of every transport: runs one handler in one unit of work.
+
+Transports differ in how a message arrives (a direct call, a decoded HTTP body, a Redis job);
+once it has arrived they all hand it to ``Dispatcher.handle``, which is where the unit of
+work, the inbox and the retry of concurrency conflicts live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kernel.binding import BoundHandler, bind
+from kernel.errors import ConcurrencyConflict, ConfigurationError, DuplicateDelivery, Unavailable
+from kernel.messages import Envelope, Message
+from kernel.registry import Endpoint, Registry
+from kernel.unit_of_work import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class LocalEndpoint:
+    """An endpoint of a module hosted in this process, with its handler bound."""
+
+    endpoint: Endpoint
+    call: BoundHandler
+    storage: Storage
+
+
+class Dispatcher:
+    """Runs handlers of the modules hosted in this process."""
+
+    #: How many times a unit of work that lost a concurrency race is run again at once.
+    conflict_attempts = 5
+
+    def __init__(
+        self,
+        registry: Registry,
+        storages: Mapping[str, Storage],
+        resolve: Callable[[Any], Any],
+    ) -> None:
+        self.registry = registry
+        self.local: dict[str, LocalEndpoint] = {}
+        for name, endpoint in registry.endpoints.items():
+            storage = storages.get(endpoint.module)
+            if storage is None:
+                continue  # the module runs in another process
+            self.local[name] = LocalEndpoint(
+                endpoint=endpoint,
+                call=bind(endpoint.handler, resolve, f"handler {name}"),
+                storage=storage,
+            )
+
+    def hosts(self, module: str) -> bool:
+        """Whether ``module`` runs in this process."""
+        return any(local.endpoint.module == module for local in self.local.values())
+
+    def endpoint(self, name: str) -> LocalEndpoint:
+        """The local endpoint called ``name``."""
+        try:
+            return self.local[name]
+        except KeyError:
+            raise ConfigurationError(f"handler {name!r} does not run in this process") from None
+
+    async def handle(
+        self, local: LocalEndpoint, message: Message, envelope: Envelope, *, once: bool
+    ) -> Any:
+        """Run ``local``'s handler on ``message`` in a fresh unit of work and commit it.
+
+        With ``once`` (asynchronous deliveries), the inbox makes a redelivered message a no-op:
+        it returns ``None`` without running the handler a second time.
+        """
+        if envelope.deadline is not None and time.time() > envelope.deadline:
+            raise Unavailable(f"{envelope.name}: the caller's deadline has passed", code="deadline")
+        attempt = 1
+        while True:
+            unit = local.storage.unit_of_work(envelope)
+            token = unit.enter()
+            try:
+                if attempt > 1:
+                    # It lost a race: run it again alone, so that it cannot lose again.
+                    await unit.exclusive()
+                if once and await unit.handled(local.endpoint.name):
+                    await unit.rollback()
+                    return None
+                result = await local.call(message, envelope)
+                if once:
+                    unit.mark_handled(local.endpoint.name)
+                await unit.commit()
+                return result
+            except DuplicateDelivery:
+                await unit.rollback()
+                return None
+            except BaseException as error:
+                await unit.rollback()
+                if not unit.transient(error):
+                    raise
+                if attempt >= self.conflict_attempts:
+                    if isinstance(error, ConcurrencyConflict):
+                        raise
+                    raise ConcurrencyConflict(f"{envelope.name}: {error}") from error
+                attempt += 1
+                await asyncio.sleep(random.uniform(0, 0.001 * attempt))
+            finally:
+                unit.leave(token)

@@ -1,0 +1,76 @@
+"""The declaration a bounded-context module gives to the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from kernel.messages import Command, Event, Message, Query
+
+#: A handler is a plain async function: the message first, injected collaborators after it.
+Handler = Callable[..., Awaitable[Any]]
+#: ``register(container)``: binds the module's collaborators in the punq container.
+Wiring = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class Timer:
+    """Sends ``command`` every ``every`` seconds in the process hosting the module."""
+
+    every: float
+    command: Command[Any]
+
+
+@dataclass(frozen=True)
+class Module:
+    """What a module is made of. Example::
+
+        module = Module(
+            name="catalog",
+            contracts=contracts,
+            handlers={AddProduct: add_product, GetProduct: get_product},
+            subscriptions={},
+            wiring=register,
+            routes=[CatalogController],
+            tables=metadata,
+        )
+
+    ``handlers`` maps each of the module's own commands and queries to its handler;
+    ``subscriptions`` maps events (from any module's contracts) to handlers of this module.
+    ``routes`` are web controllers and ``tables`` a SQLAlchemy ``MetaData``; the kernel only
+    carries them to the adapters that understand them.
+    """
+
+    name: str
+    contracts: ModuleType
+    handlers: Mapping[type[Command[Any]] | type[Query[Any]], Handler] = field(default_factory=dict)
+    subscriptions: Mapping[type[Event], Sequence[Handler]] = field(default_factory=dict)
+    wiring: Wiring | None = None
+    routes: Sequence[Any] = ()
+    tables: Any = None
+    timers: Sequence[Timer] = ()
+
+    @property
+    def package(self) -> str:
+        """The Python package that holds the module (the parent of its contracts)."""
+        return self.contracts.__name__.rpartition(".")[0]
+
+    def declared_messages(self) -> list[type[Message]]:
+        """Every command, query and event class defined in the module's contracts."""
+        found: list[type[Message]] = []
+        for value in vars(self.contracts).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, (Command, Query, Event))
+                and value.__module__ == self.contracts.__name__
+                and isinstance(value.__struct_config__.tag, str)
+            ):
+                found.append(value)
+        return found
+
+
+def handler_name(module: str, handler: Handler) -> str:
+    """The stable name of a handler, used in inbox records and dead letters."""
+    return f"{module}.{getattr(handler, '__name__', type(handler).__name__)}"

@@ -1,0 +1,297 @@
+"""The relay: delivers what units of work wrote to an outbox, after they committed.
+
+One relay per outbox. It delivers the oldest pending record of each (target, partition) pair,
+so deliveries that share a partition key arrive in the order they were emitted, while
+unrelated ones proceed concurrently. A failed delivery is classified:
+
+* a ``PoisonMessage`` (undecodable, unknown name, wrong version) goes to the dead letters now;
+* a typed domain error (``NotFound``, ``Rejected``...) is final: dead letters now, no retry;
+* anything else (``Unavailable``, an unexpected exception) is retried with exponential backoff
+  and jitter, up to ``RetryPolicy.max_attempts``, then dead-lettered with the last error.
+
+Nothing is dropped: a record leaves the outbox only when delivered or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgspec
+
+from kernel.clock import Clock
+from kernel.errors import CleaveError, PoisonMessage
+from kernel.messages import Envelope, Message
+from kernel.unit_of_work import PendingDelivery
+
+log = logging.getLogger("cleave.relay")
+
+
+@dataclass(slots=True)
+class OutboxRecord:
+    """One pending delivery as the store hands it to the relay."""
+
+    id: int
+    target: str
+    envelope: Envelope | None
+    message: Message | None
+    partition: str | None = None
+    attempts: int = 0
+    #: Why the record cannot be decoded; such a record goes straight to the dead letters.
+    poison: str | None = None
+    #: The stored bytes, kept for the dead letter when the record is poison.
+    raw: bytes = b""
+
+
+class OutboxStore(Protocol):
+    """Where an outbox lives (a SQL table, or memory for modules without tables)."""
+
+    async def due(self, now: float, limit: int) -> list[OutboxRecord]:
+        """Up to ``limit`` records due by ``now``, each the oldest of its (target, partition)."""
+        ...
+
+    async def delivered(self, record: OutboxRecord) -> None: ...
+
+    async def retry_later(
+        self, record: OutboxRecord, attempts: int, at: float, error: str
+    ) -> None: ...
+
+    async def dead_letter(self, record: OutboxRecord, attempts: int, reason: str) -> None: ...
+
+    async def pending(self) -> int:
+        """How many records wait for delivery (due now or later)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failed delivery is tried again."""
+
+    max_attempts: int = 8
+    base_delay: float = 0.2
+    max_delay: float = 30.0
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failure: exponential, with equal jitter."""
+        ceiling: float = min(self.max_delay, self.base_delay * 2.0 ** (attempts - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+#: Delivers one message to one named handler, wherever it runs; raises if it failed.
+Deliver = Callable[[str, Envelope, Message], Awaitable[None]]
+
+
+class Relay:
+    """Moves records from one outbox to their handlers, with retries and dead letters."""
+
+    def __init__(
+        self,
+        name: str,
+        store: OutboxStore,
+        deliver: Deliver,
+        clock: Clock,
+        policy: RetryPolicy | None = None,
+        concurrency: int = 64,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.name = name
+        self._store = store
+        self._deliver = deliver
+        self._clock = clock
+        self._policy = policy or RetryPolicy()
+        self._concurrency = concurrency
+        self._poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        #: Records settled while a read of the outbox was under way: that read may still
+        #: show them, and they must not be delivered again on its word.
+        self._settled_during_read: set[int] = set()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def notify(self) -> None:
+        """Something was committed to the outbox: look now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start delivering in the background."""
+        self._stopping = False
+        self._loop_task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking records; let deliveries in flight finish for ``grace`` seconds.
+
+        What is not delivered by then stays in the outbox for the next start.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+            self._loop_task = None
+        if self._in_flight:
+            _, late = await asyncio.wait(list(self._in_flight.values()), timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+                log.warning(
+                    "relay %s: %d deliveries left in the outbox at stop", self.name, len(late)
+                )
+
+    async def idle(self) -> bool:
+        """True when nothing is in flight and nothing waits in the outbox."""
+        return not self._in_flight and await self._store.pending() == 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            free = self._concurrency - len(self._in_flight)
+            if free > 0:
+                try:
+                    records = await self._store.due(self._clock.now(), free + len(self._in_flight))
+                except Exception:
+                    log.exception("relay %s: cannot read the outbox; trying again", self.name)
+                    records = []
+                for record in records:
+                    if record.id in self._in_flight:
+                        continue
+                    if len(self._in_flight) >= self._concurrency:
+                        break
+                    self._in_flight[record.id] = asyncio.create_task(self._attempt(record))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+
+    async def _attempt(self, record: OutboxRecord) -> None:
+        try:
+            await self._attempt_once(record)
+        except Exception:
+            # The store itself failed (database gone): the record stays and is tried again.
+            log.exception("relay %s: could not settle record %s", self.name, record.id)
+        finally:
+            del self._in_flight[record.id]
+            self._settled_during_read.add(record.id)
+            self._wake.set()
+
+    async def _attempt_once(self, record: OutboxRecord) -> None:
+        if record.poison is not None or record.envelope is None or record.message is None:
+            await self._dead_letter(record, record.attempts, record.poison or "undecodable record")
+            return
+        attempts = record.attempts + 1
+        envelope = replace_envelope(record.envelope, attempt=attempts)
+        try:
+            await self._deliver(record.target, envelope, record.message)
+        except PoisonMessage as error:
+            await self._dead_letter(record, attempts, error.reason)
+        except CleaveError as error:
+            if not error.retryable:
+                await self._dead_letter(record, attempts, f"{error.kind}: {error.detail} (final)")
+            else:
+                await self._failed(record, attempts, f"{error.kind}: {error.detail}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning(
+                "relay %s: delivery of %s to %s failed (attempt %d): %r",
+                self.name,
+                envelope.name,
+                record.target,
+                attempts,
+                error,
+            )
+            await self._failed(record, attempts, f"{type(error).__name__}: {error}")
+        else:
+            await self._store.delivered(record)
+
+    async def _failed(self, record: OutboxRecord, attempts: int, error: str) -> None:
+        if attempts >= self._policy.max_attempts:
+            await self._dead_letter(record, attempts, f"gave up after {attempts} attempts: {error}")
+        else:
+            at = self._clock.now() + self._policy.delay(attempts)
+            await self._store.retry_later(record, attempts, at, error)
+
+    async def _dead_letter(self, record: OutboxRecord, attempts: int, reason: str) -> None:
+        log.error(
+            "relay %s: dead letter for %s: %s",
+            self.name,
+            record.envelope.name if record.envelope else "?",
+            reason,
+        )
+        await self._store.dead_letter(record, attempts, reason)
+
+
+def replace_envelope(envelope: Envelope, **changes: object) -> Envelope:
+    """A copy of ``envelope`` with ``changes``."""
+    return msgspec.structs.replace(envelope, **changes)
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """A delivery that failed for good, with why."""
+
+    record: OutboxRecord
+    attempts: int
+    reason: str
+
+
+@dataclass
+class MemoryOutbox:
+    """An outbox in memory, for modules without tables and for events published outside
+    any handler. It survives failed deliveries, not a crash."""
+
+    records: dict[int, tuple[OutboxRecord, float]] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    on_add: Callable[[], None] | None = None
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def add(self, deliveries: Sequence[PendingDelivery]) -> None:
+        for delivery in deliveries:
+            record_id = next(self._ids)
+            record = OutboxRecord(
+                id=record_id,
+                target=delivery.target,
+                envelope=delivery.envelope,
+                message=delivery.message,
+                partition=delivery.partition,
+            )
+            self.records[record_id] = (record, 0.0)
+        if self.on_add is not None:
+            self.on_add()
+
+    async def due(self, now: float, limit: int) -> list[OutboxRecord]:
+        seen: set[tuple[str, str]] = set()
+        ready: list[OutboxRecord] = []
+        for record, at in self.records.values():  # dicts keep insertion (= id) order
+            if record.partition is not None:
+                key = (record.target, record.partition)
+                if key in seen:
+                    continue
+                seen.add(key)
+            if at <= now:
+                ready.append(record)
+                if len(ready) >= limit:
+                    break
+        return ready
+
+    async def delivered(self, record: OutboxRecord) -> None:
+        self.records.pop(record.id, None)
+
+    async def retry_later(self, record: OutboxRecord, attempts: int, at: float, error: str) -> None:
+        record.attempts = attempts
+        self.records[record.id] = (record, at)
+
+    async def dead_letter(self, record: OutboxRecord, attempts: int, reason: str) -> None:
+        self.records.pop(record.id, None)
+        self.dead_letters.append(DeadLetter(record, attempts, reason))
+
+    async def pending(self) -> int:
+        return len(self.records)

@@ -1,0 +1,33 @@
+"""The kernel's test kit: hypothesis strategies for msgspec types, and module contract tests.
+
+Only tests import it (it needs hypothesis, a development dependency); the kernel never does.
+``strategy_for(tp)`` generates values that honour ``tp``'s ``msgspec.Meta`` constraints, and
+``contract_tests("<module>", shop=shop_modules)`` is a module's whole contract test file.
+"""
+
+from kernel.testing.contracts import (
+    DEFAULT_MAX_EXAMPLES,
+    check_codec_round_trip,
+    check_error_round_trip,
+    check_handlers,
+    check_result_round_trip,
+    check_round_trip,
+    check_shop,
+    contract_tests,
+    declared_structs,
+)
+from kernel.testing.strategies import UnsupportedType, strategy_for
+
+__all__ = [
+    "DEFAULT_MAX_EXAMPLES",
+    "UnsupportedType",
+    "check_codec_round_trip",
+    "check_error_round_trip",
+    "check_handlers",
+    "check_result_round_trip",
+    "check_round_trip",
+    "check_shop",
+    "contract_tests",
+    "declared_structs",
+    "strategy_for",
+]

@@ -1,0 +1,86 @@
+"""Products in the catalog's tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kernel import ConcurrencyConflict, Conflict, Transaction
+from modules.catalog.contracts import DUPLICATE_SKU
+from modules.catalog.domain import Product
+from modules.catalog.tables import products
+
+
+class Products:
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    async def get(self, sku: str) -> Product | None:
+        connection = await self._transaction.connection()
+        row = (await connection.execute(select(products).where(products.c.sku == sku))).first()
+        return None if row is None else _product(row)
+
+    async def get_many(self, skus: list[str]) -> list[Product]:
+        if not skus:
+            return []
+        connection = await self._transaction.connection()
+        rows = await connection.execute(
+            select(products).where(products.c.sku.in_(set(skus))).order_by(products.c.sku)
+        )
+        return [_product(row) for row in rows]
+
+    async def page(self, limit: int, after: str | None) -> list[Product]:
+        connection = await self._transaction.connection()
+        query = select(products).order_by(products.c.sku).limit(limit)
+        if after is not None:
+            query = query.where(products.c.sku > after)
+        return [_product(row) for row in await connection.execute(query)]
+
+    async def add(self, product: Product) -> None:
+        connection = await self._transaction.connection()
+        try:
+            await connection.execute(
+                insert(products).values(
+                    sku=product.sku,
+                    name=product.name,
+                    description=product.description,
+                    price_cents=product.price_cents,
+                    currency=product.currency,
+                    version=0,
+                )
+            )
+        except IntegrityError as error:
+            # The transaction is unusable now; the Conflict ends the unit of work.
+            raise Conflict(
+                f"product {product.sku} exists", code=DUPLICATE_SKU, field="sku"
+            ) from error
+
+    async def save(self, product: Product) -> Product:
+        """Store a changed product; ``ConcurrencyConflict`` if someone changed it meanwhile."""
+        connection = await self._transaction.connection()
+        result = await connection.execute(
+            update(products)
+            .where(products.c.sku == product.sku, products.c.version == product.version)
+            .values(
+                name=product.name,
+                description=product.description,
+                price_cents=product.price_cents,
+                version=product.version + 1,
+            )
+        )
+        if result.rowcount != 1:
+            raise ConcurrencyConflict(f"product {product.sku} changed meanwhile")
+        return Product(**{**product.__dict__, "version": product.version + 1})
+
+
+def _product(row: Any) -> Product:
+    return Product(
+        sku=row.sku,
+        name=row.name,
+        price_cents=row.price_cents,
+        currency=row.currency,
+        description=row.description,
+        version=row.version,
+    )

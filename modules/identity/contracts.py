@@ -1,0 +1,106 @@
+"""Identity: who the users are, their roles, and the access tokens that prove it.
+
+Passwords are stored only as slow hashes. ``LogIn`` answers a bearer token signed by the
+edge's secret; the token carries the user id and roles, which become the ``Principal`` of
+every message the user's requests cause.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from kernel import Command, Event, Query
+
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        examples=["ada@example.com"],
+    ),
+]
+Password = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=256,
+        description="At least 10 characters, not all the same, not a well-known password.",
+    ),
+]
+UserName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Role = Literal["customer", "admin"]
+
+#: Error codes a caller may see.
+EMAIL_TAKEN = "identity.email_taken"
+WEAK_PASSWORD = "identity.weak_password"
+BAD_CREDENTIALS = "identity.bad_credentials"
+USER_NOT_FOUND = "identity.user_not_found"
+NOT_ALLOWED = "identity.not_allowed"
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    """A user as others see it (never with the password hash)."""
+
+    id: UserId
+    email: Email
+    name: UserName
+    roles: list[Role]
+
+
+class AccessToken(msgspec.Struct, frozen=True, kw_only=True):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+class RegisterUser(Command[User], frozen=True, kw_only=True, tag="identity.RegisterUser"):
+    """Create a customer account. ``Conflict`` (email_taken) if the email is registered,
+    ``Rejected`` (weak_password, field ``password``) for a weak password. Emails are
+    compared case-insensitively."""
+
+    email: Email
+    password: Password
+    name: UserName
+
+
+class LogIn(Command[AccessToken], frozen=True, kw_only=True, tag="identity.LogIn"):
+    """Exchange email and password for an access token; ``Unauthenticated``
+    (bad_credentials) otherwise, without saying which of the two was wrong."""
+
+    email: Email
+    password: Password
+
+
+class EnsureAdmin(Command[User], frozen=True, kw_only=True, tag="identity.EnsureAdmin"):
+    """Create an admin account, or make an existing account an admin and set its password.
+    Only the system principal (start-up, the CLI) may send it."""
+
+    email: Email
+    password: Password
+    name: UserName = "Admin"
+
+
+# -- queries --------------------------------------------------------------------------------
+
+
+class GetUser(Query[User], frozen=True, kw_only=True, tag="identity.GetUser"):
+    """One user; ``NotFound`` (user_not_found). A user may read themselves; admins anyone."""
+
+    user_id: UserId
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+class UserRegistered(Event, frozen=True, kw_only=True, tag="identity.UserRegistered"):
+    partition_key = "user_id"
+
+    user_id: UserId
+    email: Email
+    name: UserName

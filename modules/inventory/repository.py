@@ -1,0 +1,121 @@
+"""Stock and reservations in inventory's tables."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kernel import ConcurrencyConflict, Transaction
+from modules.inventory.domain import Reservation, ReservationStatus, Stock
+from modules.inventory.tables import reservations, stock
+
+
+class StockRecords:
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    async def get(self, sku: str, *, for_update: bool = False) -> Stock | None:
+        connection = await self._transaction.connection()
+        query = select(stock).where(stock.c.sku == sku)
+        if for_update:
+            query = query.with_for_update()
+        row = (await connection.execute(query)).first()
+        return None if row is None else _stock(row)
+
+    async def get_many(self, skus: list[str]) -> dict[str, Stock]:
+        """Stock records to change, locked in SKU order where the database locks rows
+        (PostgreSQL), so that concurrent reservations of a popular SKU queue instead of
+        failing their version check."""
+        connection = await self._transaction.connection()
+        rows = await connection.execute(
+            select(stock).where(stock.c.sku.in_(skus)).order_by(stock.c.sku).with_for_update()
+        )
+        return {row.sku: _stock(row) for row in rows}
+
+    async def ensure(self, sku: str) -> Stock:
+        """The stock of ``sku``, created at zero if it has none yet."""
+        found = await self.get(sku)
+        if found is not None:
+            return found
+        connection = await self._transaction.connection()
+        try:
+            await connection.execute(
+                insert(stock).values(sku=sku, on_hand=0, reserved=0, version=0)
+            )
+        except IntegrityError as error:  # created concurrently: start over and read it
+            raise ConcurrencyConflict(f"stock {sku} created meanwhile") from error
+        return Stock(sku=sku)
+
+    async def save(self, record: Stock) -> None:
+        """Store a changed stock; ``ConcurrencyConflict`` if someone changed it meanwhile."""
+        connection = await self._transaction.connection()
+        result = await connection.execute(
+            update(stock)
+            .where(stock.c.sku == record.sku, stock.c.version == record.version)
+            .values(on_hand=record.on_hand, reserved=record.reserved, version=record.version + 1)
+        )
+        if result.rowcount != 1:
+            raise ConcurrencyConflict(f"stock {record.sku} changed meanwhile")
+        record.version += 1
+
+
+class Reservations:
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    async def get(self, order_id: str) -> Reservation | None:
+        connection = await self._transaction.connection()
+        row = (
+            await connection.execute(
+                select(reservations).where(reservations.c.order_id == order_id)
+            )
+        ).first()
+        return None if row is None else _reservation(row)
+
+    async def add(self, reservation: Reservation) -> None:
+        connection = await self._transaction.connection()
+        try:
+            await connection.execute(insert(reservations).values(**_row(reservation)))
+        except IntegrityError as error:  # a concurrent command for the same order won
+            raise ConcurrencyConflict(f"reservation {reservation.order_id} exists") from error
+
+    async def save(self, reservation: Reservation, previous: ReservationStatus) -> None:
+        """Store a settled reservation, only if nobody settled it meanwhile."""
+        connection = await self._transaction.connection()
+        result = await connection.execute(
+            update(reservations)
+            .where(
+                reservations.c.order_id == reservation.order_id,
+                reservations.c.status == previous.value,
+            )
+            .values(**_row(reservation))
+        )
+        if result.rowcount != 1:
+            raise ConcurrencyConflict(f"reservation {reservation.order_id} changed meanwhile")
+
+
+def _stock(row: Any) -> Stock:
+    return Stock(sku=row.sku, on_hand=row.on_hand, reserved=row.reserved, version=row.version)
+
+
+def _reservation(row: Any) -> Reservation:
+    return Reservation(
+        order_id=row.order_id,
+        status=ReservationStatus(row.status),
+        lines=json.loads(row.lines),
+        failure=row.failure,
+        failed_sku=row.failed_sku,
+    )
+
+
+def _row(reservation: Reservation) -> dict[str, Any]:
+    return {
+        "order_id": reservation.order_id,
+        "status": reservation.status.value,
+        "lines": json.dumps(reservation.lines),
+        "failure": reservation.failure,
+        "failed_sku": reservation.failed_sku,
+    }

@@ -1,0 +1,69 @@
+"""Notifications in their table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from kernel import ConcurrencyConflict, Transaction
+from modules.notifications.domain import Kind, Notification
+from modules.notifications.tables import notifications
+
+
+class Notifications:
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    async def exists(self, kind: Kind, about: str) -> bool:
+        connection = await self._transaction.connection()
+        found = await connection.execute(
+            select(notifications.c.id).where(
+                notifications.c.kind == kind.value, notifications.c.about == about
+            )
+        )
+        return found.first() is not None
+
+    async def add(self, notification: Notification) -> None:
+        connection = await self._transaction.connection()
+        try:
+            await connection.execute(
+                insert(notifications).values(
+                    id=notification.id,
+                    recipient_id=notification.recipient_id,
+                    kind=notification.kind.value,
+                    about=notification.about,
+                    order_id=notification.order_id,
+                    subject=notification.subject,
+                    body=notification.body,
+                    created_at=notification.created_at,
+                )
+            )
+        except IntegrityError as error:
+            # The same fact, told twice at once: run again, and the second sees the first.
+            raise ConcurrencyConflict(f"{notification.kind} {notification.about} exists") from error
+
+    async def of_recipient(self, recipient_id: str, limit: int) -> list[Notification]:
+        """The recipient's notifications, newest first."""
+        connection = await self._transaction.connection()
+        rows = await connection.execute(
+            select(notifications)
+            .where(notifications.c.recipient_id == recipient_id)
+            .order_by(notifications.c.created_at.desc(), notifications.c.id.desc())
+            .limit(limit)
+        )
+        return [_notification(row) for row in rows]
+
+
+def _notification(row: Any) -> Notification:
+    return Notification(
+        id=row.id,
+        recipient_id=row.recipient_id,
+        kind=Kind(row.kind),
+        about=row.about,
+        order_id=row.order_id,
+        subject=row.subject,
+        body=row.body,
+        created_at=row.created_at,
+    )

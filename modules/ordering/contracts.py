@@ -1,0 +1,126 @@
+"""Ordering: customers' orders and the saga that settles each of them.
+
+``PlaceOrder`` records a PENDING order at the catalog's current prices and starts its saga:
+reserve stock (inventory), capture payment (payments), then sell the stock and confirm; or,
+when payment is declined or fails, release the stock and cancel. An order that waits longer
+than its deadline is compensated the same way. Every order ends CONFIRMED, REJECTED (not
+enough stock) or CANCELLED (payment declined, failed, or timed out).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from kernel import Command, Event, Query
+from modules.catalog.contracts import Currency, Sku
+from modules.payments.contracts import PaymentToken
+
+OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000)]
+OrderStatus = Literal["PENDING", "CONFIRMED", "REJECTED", "CANCELLED"]
+
+#: Error codes a caller may see.
+ORDER_NOT_FOUND = "ordering.order_not_found"
+UNKNOWN_SKU = "ordering.unknown_sku"
+MIXED_CURRENCIES = "ordering.mixed_currencies"
+ORDER_TOO_LARGE = "ordering.order_too_large"
+NOT_ALLOWED = "ordering.not_allowed"
+
+
+class OrderLineRequest(msgspec.Struct, frozen=True, kw_only=True):
+    sku: Sku
+    quantity: Quantity
+
+
+class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
+    sku: Sku
+    quantity: Quantity
+    unit_price_cents: int
+
+
+class Order(msgspec.Struct, frozen=True, kw_only=True):
+    id: OrderId
+    customer_id: str
+    status: OrderStatus
+    lines: list[OrderLine]
+    total_cents: int
+    currency: Currency
+    #: Why the order was rejected or cancelled.
+    reason: str | None = None
+    created_at: float
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+class PlaceOrder(Command[Order], frozen=True, kw_only=True, tag="ordering.PlaceOrder"):
+    """Place an order for the principal. ``Rejected`` (unknown_sku, field
+    ``lines[i].sku``) for a SKU the catalog does not know; (mixed_currencies, field
+    ``lines[i].sku`` of the first line in another currency) when the products are priced in
+    different currencies; (order_too_large, field ``lines``) when the total exceeds what one
+    charge may be. ``Forbidden`` (not_allowed) unless the principal is a customer or an
+    admin. Lines are kept as requested: a repeated SKU stays two lines."""
+
+    lines: Annotated[list[OrderLineRequest], msgspec.Meta(min_length=1, max_length=50)]
+    payment_token: PaymentToken
+
+
+class ExpireOrders(Command[int], frozen=True, kw_only=True, tag="ordering.ExpireOrders"):
+    """Compensate every order whose saga passed its deadline; answers how many. Sent by
+    a timer in the process hosting ordering."""
+
+
+# -- queries --------------------------------------------------------------------------------
+
+
+class GetOrder(Query[Order], frozen=True, kw_only=True, tag="ordering.GetOrder"):
+    """One order. ``NotFound`` (order_not_found) unless the principal placed it or is an
+    admin."""
+
+    order_id: OrderId
+
+
+class ListOrders(Query[list[Order]], frozen=True, kw_only=True, tag="ordering.ListOrders"):
+    """The principal's own orders, newest first."""
+
+    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+class OrderPlaced(Event, frozen=True, kw_only=True, tag="ordering.OrderPlaced"):
+    partition_key = "order_id"
+
+    order_id: OrderId
+    customer_id: str
+    lines: list[OrderLine]
+    total_cents: int
+    currency: Currency
+
+
+class OrderConfirmed(Event, frozen=True, kw_only=True, tag="ordering.OrderConfirmed"):
+    partition_key = "order_id"
+
+    order_id: OrderId
+    customer_id: str
+    total_cents: int
+    currency: Currency
+
+
+class OrderRejected(Event, frozen=True, kw_only=True, tag="ordering.OrderRejected"):
+    partition_key = "order_id"
+
+    order_id: OrderId
+    customer_id: str
+    reason: str
+
+
+class OrderCancelled(Event, frozen=True, kw_only=True, tag="ordering.OrderCancelled"):
+    partition_key = "order_id"
+
+    order_id: OrderId
+    customer_id: str
+    reason: str

@@ -1,0 +1,69 @@
+"""The ordering module's declaration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kernel import Module, Timer
+from modules.inventory.contracts import (
+    StockReleased,
+    StockReservationFailed,
+    StockReserved,
+    StockSold,
+)
+from modules.ordering import contracts, handlers
+from modules.ordering.api import OrdersController
+from modules.ordering.ports import OrderingSettings
+from modules.ordering.repository import Orders, Sagas
+from modules.ordering.saga import SagaRunner
+from modules.ordering.tables import metadata
+from modules.payments.contracts import (
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentFailed,
+    PaymentVoided,
+)
+
+
+def register(container: Any) -> None:
+    container.register(Orders)
+    container.register(Sagas)
+    container.register(SagaRunner)
+    if not _bound(container, OrderingSettings):
+        # The composition root binds OrderingSettings from its settings; these are the defaults.
+        container.register(OrderingSettings, instance=OrderingSettings())
+
+
+def _bound(container: Any, service: type[Any]) -> bool:
+    try:
+        container.resolve(service)
+    except Exception:  # punq's MissingDependencyError: nothing bound it
+        return False
+    return True
+
+
+module = Module(
+    name="ordering",
+    contracts=contracts,
+    handlers={
+        contracts.PlaceOrder: handlers.place_order,
+        contracts.ExpireOrders: handlers.expire_orders,
+        contracts.GetOrder: handlers.get_order,
+        contracts.ListOrders: handlers.list_orders,
+    },
+    subscriptions={
+        StockReserved: [handlers.on_stock_reserved],
+        StockReservationFailed: [handlers.on_stock_reservation_failed],
+        StockSold: [handlers.on_stock_sold],
+        StockReleased: [handlers.on_stock_released],
+        PaymentCaptured: [handlers.on_payment_captured],
+        PaymentDeclined: [handlers.on_payment_declined],
+        PaymentFailed: [handlers.on_payment_failed],
+        PaymentVoided: [handlers.on_payment_voided],
+    },
+    wiring=register,
+    routes=[OrdersController],
+    tables=metadata,
+    # Sagas that wait past their deadline are compensated within about a second.
+    timers=[Timer(every=1.0, command=contracts.ExpireOrders())],
+)

@@ -1,0 +1,182 @@
+"""Orders and their sagas in ordering's tables (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kernel import ConcurrencyConflict, Transaction
+from modules.ordering.domain import UNSETTLED, Line, Order, OrderStatus, Saga, Step
+from modules.ordering.tables import order_lines, orders, sagas
+
+
+class Orders:
+    """The orders customers placed, with their lines."""
+
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    async def add(self, order: Order) -> None:
+        connection = await self._transaction.connection()
+        try:
+            await connection.execute(
+                insert(orders).values(
+                    id=order.id,
+                    customer_id=order.customer_id,
+                    status=order.status.value,
+                    reason=order.reason,
+                    total_cents=order.total_cents,
+                    currency=order.currency,
+                    created_at=order.created_at,
+                    version=order.version,
+                )
+            )
+        except IntegrityError as error:  # ids are random: only a rerun can collide
+            raise ConcurrencyConflict(f"order {order.id} exists") from error
+        await connection.execute(
+            insert(order_lines),
+            [
+                {
+                    "order_id": order.id,
+                    "position": position,
+                    "sku": line.sku,
+                    "quantity": line.quantity,
+                    "unit_price_cents": line.unit_price_cents,
+                }
+                for position, line in enumerate(order.lines)
+            ],
+        )
+
+    async def get(self, order_id: str) -> Order | None:
+        connection = await self._transaction.connection()
+        row = (await connection.execute(select(orders).where(orders.c.id == order_id))).first()
+        if row is None:
+            return None
+        return (await self._with_lines([row]))[0]
+
+    async def of_customer(self, customer_id: str, limit: int) -> list[Order]:
+        """The customer's orders, newest first."""
+        connection = await self._transaction.connection()
+        rows = (
+            await connection.execute(
+                select(orders)
+                .where(orders.c.customer_id == customer_id)
+                .order_by(orders.c.created_at.desc(), orders.c.id.desc())
+                .limit(limit)
+            )
+        ).all()
+        return await self._with_lines(rows)
+
+    async def save(self, order: Order) -> None:
+        """Store a settled order; ``ConcurrencyConflict`` if it changed meanwhile."""
+        connection = await self._transaction.connection()
+        result = await connection.execute(
+            update(orders)
+            .where(orders.c.id == order.id, orders.c.version == order.version)
+            .values(status=order.status.value, reason=order.reason, version=order.version + 1)
+        )
+        if result.rowcount != 1:
+            raise ConcurrencyConflict(f"order {order.id} changed meanwhile")
+        order.version += 1
+
+    async def _with_lines(self, rows: list[Any]) -> list[Order]:
+        if not rows:
+            return []
+        connection = await self._transaction.connection()
+        lines: dict[str, list[Line]] = {row.id: [] for row in rows}
+        found = await connection.execute(
+            select(order_lines)
+            .where(order_lines.c.order_id.in_(list(lines)))
+            .order_by(order_lines.c.order_id, order_lines.c.position)
+        )
+        for line in found:
+            lines[line.order_id].append(
+                Line(sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents)
+            )
+        return [
+            Order(
+                id=row.id,
+                customer_id=row.customer_id,
+                lines=lines[row.id],
+                total_cents=row.total_cents,
+                currency=row.currency,
+                created_at=row.created_at,
+                status=OrderStatus(row.status),
+                reason=row.reason,
+                version=row.version,
+            )
+            for row in rows
+        ]
+
+
+class Sagas:
+    """The persisted state of each order's saga."""
+
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    async def add(self, saga: Saga) -> None:
+        connection = await self._transaction.connection()
+        try:
+            await connection.execute(insert(sagas).values(**_row(saga), version=saga.version))
+        except IntegrityError as error:
+            raise ConcurrencyConflict(f"saga {saga.order_id} exists") from error
+
+    async def get(self, order_id: str) -> Saga | None:
+        connection = await self._transaction.connection()
+        row = (await connection.execute(select(sagas).where(sagas.c.order_id == order_id))).first()
+        return None if row is None else _saga(row)
+
+    async def expired(self, now: float, limit: int) -> list[Saga]:
+        """Unsettled sagas past their deadline, the longest overdue first."""
+        connection = await self._transaction.connection()
+        rows = await connection.execute(
+            select(sagas)
+            .where(sagas.c.step.in_([step.value for step in UNSETTLED]), sagas.c.deadline <= now)
+            .order_by(sagas.c.deadline)
+            .limit(limit)
+        )
+        return [_saga(row) for row in rows]
+
+    async def save(self, saga: Saga) -> None:
+        """Store a transition; ``ConcurrencyConflict`` if another one won the race."""
+        connection = await self._transaction.connection()
+        result = await connection.execute(
+            update(sagas)
+            .where(sagas.c.order_id == saga.order_id, sagas.c.version == saga.version)
+            .values(**_row(saga), version=saga.version + 1)
+        )
+        if result.rowcount != 1:
+            raise ConcurrencyConflict(f"saga {saga.order_id} changed meanwhile")
+        saga.version += 1
+
+
+def _row(saga: Saga) -> dict[str, Any]:
+    return {
+        "order_id": saga.order_id,
+        "step": saga.step.value,
+        "reason": saga.reason,
+        "amount_cents": saga.amount_cents,
+        "currency": saga.currency,
+        "payment_token": saga.payment_token,
+        "deadline": saga.deadline,
+        "stock_returned": saga.stock_returned,
+        "void_pending": saga.void_pending,
+    }
+
+
+def _saga(row: Any) -> Saga:
+    return Saga(
+        order_id=row.order_id,
+        amount_cents=row.amount_cents,
+        currency=row.currency,
+        payment_token=row.payment_token,
+        deadline=row.deadline,
+        step=Step(row.step),
+        reason=row.reason,
+        stock_returned=bool(row.stock_returned),
+        void_pending=bool(row.void_pending),
+        version=row.version,
+    )

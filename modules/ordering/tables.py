@@ -1,0 +1,58 @@
+"""Ordering's tables: the orders customers see, their lines, and the sagas that settle them."""
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+orders = Table(
+    "ordering_orders",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("total_cents", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("version", Integer, nullable=False),
+    Index("ix_ordering_orders_customer", "customer_id", "created_at"),
+)
+
+order_lines = Table(
+    "ordering_order_lines",
+    metadata,
+    Column("order_id", String(64), ForeignKey("ordering_orders.id"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("sku", String(64), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price_cents", BigInteger, nullable=False),
+)
+
+sagas = Table(
+    "ordering_sagas",
+    metadata,
+    Column("order_id", String(64), ForeignKey("ordering_orders.id"), primary_key=True),
+    Column("step", String(24), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("payment_token", String(200), nullable=False),
+    Column("deadline", Float, nullable=False),
+    Column("stock_returned", Boolean, nullable=False),
+    Column("void_pending", Boolean, nullable=False),
+    Column("version", Integer, nullable=False),
+    # ExpireOrders looks for waiting sagas past their deadline.
+    Index("ix_ordering_sagas_due", "step", "deadline"),
+)

@@ -1,0 +1,26 @@
+"""Payments' public REST routes. They talk to the bus only."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+
+from kernel import Bus, Principal
+from modules.payments.contracts import Charge, GetCharges
+
+
+class PaymentsController(Controller):
+    path = "/api/v1/payments"
+    tags = ["payments"]
+
+    @get("/{order_id:str}", opt={"roles": ["admin"]}, summary="Charges of one order (admin)")
+    async def get_charges(
+        self,
+        order_id: FromPath[str],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+    ) -> list[Charge]:
+        query = msgspec.convert({"order_id": order_id}, GetCharges)
+        return await bus.ask(query, principal=principal)

@@ -1,0 +1,72 @@
+"""Charges in payments' tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kernel import ConcurrencyConflict, Transaction
+from modules.payments.domain import Charge, ChargeStatus
+from modules.payments.tables import charges
+
+
+class Charges:
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    async def of_order(self, order_id: str) -> list[Charge]:
+        """The order's charges, oldest first."""
+        connection = await self._transaction.connection()
+        rows = await connection.execute(
+            select(charges)
+            .where(charges.c.order_id == order_id)
+            .order_by(charges.c.created_at, charges.c.id)
+        )
+        return [_charge(row) for row in rows]
+
+    async def add(self, charge: Charge) -> None:
+        """Record a charge; ``ConcurrencyConflict`` if another settled the order meanwhile."""
+        connection = await self._transaction.connection()
+        try:
+            await connection.execute(insert(charges).values(**_row(charge)))
+        except IntegrityError as error:
+            raise ConcurrencyConflict(f"order {charge.order_id} was settled meanwhile") from error
+
+    async def save_voided(self, charge: Charge) -> None:
+        """Store a captured charge as voided, only if it is still captured."""
+        connection = await self._transaction.connection()
+        result = await connection.execute(
+            update(charges)
+            .where(charges.c.id == charge.id, charges.c.status == ChargeStatus.CAPTURED.value)
+            .values(status=charge.status.value, reason=charge.reason)
+        )
+        if result.rowcount != 1:
+            raise ConcurrencyConflict(f"charge {charge.id} changed meanwhile")
+
+
+def _charge(row: Any) -> Charge:
+    return Charge(
+        id=row.id,
+        order_id=row.order_id,
+        amount_cents=row.amount_cents,
+        currency=row.currency,
+        status=ChargeStatus(row.status),
+        created_at=row.created_at,
+        provider_charge_id=row.provider_charge_id,
+        reason=row.reason,
+    )
+
+
+def _row(charge: Charge) -> dict[str, Any]:
+    return {
+        "id": charge.id,
+        "order_id": charge.order_id,
+        "amount_cents": charge.amount_cents,
+        "currency": charge.currency,
+        "status": charge.status.value,
+        "provider_charge_id": charge.provider_charge_id,
+        "reason": charge.reason,
+        "created_at": charge.created_at,
+    }

@@ -1,0 +1,6 @@
+"""The identity module's contracts survive every wire, and its requests have one handler each."""
+
+from entrypoints.bootstrap import shop_modules
+from kernel.testing import contract_tests
+
+TestIdentityContracts = contract_tests("identity", shop=shop_modules)

@@ -1,0 +1,78 @@
+"""Notifications through the bus: one message per fact told, to its recipient only."""
+
+from __future__ import annotations
+
+import pytest
+
+from kernel import Principal, Unauthenticated
+from modules.identity.contracts import UserRegistered
+from modules.notifications.contracts import ListNotifications, Notification
+from modules.ordering.contracts import OrderCancelled, OrderConfirmed, OrderRejected
+from tests.support.harness import running_shop
+
+#: Only notifications runs here; the rest of the shop is declared (its contracts are checked)
+#: but not hosted, so its events can be told directly.
+HOSTED = ["notifications"]
+
+ADA = Principal(subject="user-ada", roles=("customer",))
+BOB = Principal(subject="user-bob", roles=("customer",))
+
+
+def subjects(notifications: list[Notification]) -> list[str]:
+    return sorted(item.subject for item in notifications)
+
+
+@pytest.mark.anyio
+async def test_each_fact_is_told_once_to_its_recipient(sqlite_url: str, transport: str) -> None:
+    async with running_shop(sqlite_url, transport=transport, hosted=HOSTED) as runtime:
+        bus = runtime.bus
+        confirmed = OrderConfirmed(
+            order_id="o-1", customer_id=ADA.subject, total_cents=1234, currency="EUR"
+        )
+        await bus.publish(UserRegistered(user_id=ADA.subject, email="ada@example.com", name="Ada"))
+        await bus.publish(confirmed)
+        await bus.publish(
+            OrderCancelled(order_id="o-2", customer_id=ADA.subject, reason="payment_declined")
+        )
+        await bus.publish(
+            OrderRejected(order_id="o-3", customer_id=BOB.subject, reason="insufficient_stock")
+        )
+        # The same fact again, as a new message (the inbox cannot tell): still one notification.
+        await bus.publish(confirmed)
+        assert await runtime.settle()
+
+        ada = await bus.ask(ListNotifications(), principal=ADA)
+        bob = await bus.ask(ListNotifications(), principal=BOB)
+
+    assert subjects(ada) == [
+        "Welcome to the shop",
+        "Your order is confirmed",
+        "Your order was cancelled",
+    ]
+    assert {item.recipient_id for item in ada} == {ADA.subject}
+    assert [item.created_at for item in ada] == sorted(
+        (item.created_at for item in ada), reverse=True
+    )
+    confirmation = next(item for item in ada if item.order_id == "o-1")
+    assert "12.34 EUR" in confirmation.body
+    assert [(item.order_id, item.subject) for item in bob] == [
+        ("o-3", "Your order could not be accepted")
+    ]
+    assert "insufficient_stock" in bob[0].body
+
+
+@pytest.mark.anyio
+async def test_notifications_need_a_principal_and_honour_the_limit(
+    sqlite_url: str, transport: str
+) -> None:
+    async with running_shop(sqlite_url, transport=transport, hosted=HOSTED) as runtime:
+        bus = runtime.bus
+        for number in range(3):
+            await bus.publish(
+                OrderCancelled(order_id=f"o-{number}", customer_id=ADA.subject, reason="timeout")
+            )
+        assert await runtime.settle()
+        with pytest.raises(Unauthenticated):
+            await bus.ask(ListNotifications())
+        assert len(await bus.ask(ListNotifications(limit=2), principal=ADA)) == 2
+        assert await bus.ask(ListNotifications(), principal=BOB) == []

@@ -1,0 +1,145 @@
+"""The registry refuses, at start-up and with a clear message, modules that do not fit."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+
+from entrypoints.bootstrap import shop_modules
+from kernel import Command, ConfigurationError, Event, Module, Query, Registry
+
+
+def contracts_module(name: str, **classes: type) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__file__ = __file__
+    for cls in classes.values():
+        cls.__module__ = name
+    module.__dict__.update(classes)
+    return module
+
+
+class Ping(Command[str], frozen=True, kw_only=True, tag="alpha.Ping"):
+    text: str
+
+
+class Peek(Query[int], frozen=True, kw_only=True, tag="alpha.Peek"):
+    pass
+
+
+class Pinged(Event, frozen=True, kw_only=True, tag="alpha.Pinged"):
+    text: str
+
+
+class Stray(Event, frozen=True, kw_only=True, tag="nowhere.Stray"):
+    pass
+
+
+ALPHA = contracts_module("tests.fake.alpha.contracts", Ping=Ping, Peek=Peek, Pinged=Pinged)
+BETA = contracts_module("tests.fake.beta.contracts")
+
+
+async def ping(command: Ping) -> str:
+    return command.text
+
+
+async def peek(query: Peek) -> int:
+    return 1
+
+
+async def on_pinged(event: Pinged) -> None:
+    return None
+
+
+def test_the_shop_fits_together() -> None:
+    registry = Registry(shop_modules())
+    assert {module.name for module in shop_modules()} == set(registry.modules)
+
+
+def test_a_command_without_a_handler_is_refused() -> None:
+    alpha = Module(name="alpha", contracts=ALPHA, handlers={Peek: peek})
+    with pytest.raises(ConfigurationError, match=r"Ping \(alpha.Ping\) .*has no handler"):
+        Registry([alpha])
+
+
+def test_a_second_handler_in_another_module_is_refused() -> None:
+    alpha = Module(name="alpha", contracts=ALPHA, handlers={Ping: ping, Peek: peek})
+    beta = Module(name="beta", contracts=BETA, handlers={Ping: ping})
+    with pytest.raises(ConfigurationError, match="belongs to 'alpha'"):
+        Registry([alpha, beta])
+
+
+def test_a_subscription_to_an_undeclared_event_is_refused() -> None:
+    alpha = Module(
+        name="alpha",
+        contracts=ALPHA,
+        handlers={Ping: ping, Peek: peek},
+        subscriptions={Stray: [on_pinged]},
+    )
+    with pytest.raises(ConfigurationError, match=r"subscribes to Stray .*no module's contracts"):
+        Registry([alpha])
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    alpha = Module(name="alpha", contracts=ALPHA, subscriptions={Stray: [on_pinged]})
+    with pytest.raises(ConfigurationError) as refused:
+        Registry([alpha])
+    message = str(refused.value)
+    assert "Ping" in message and "Peek" in message and "Stray" in message
+
+
+def test_subscribers_and_handlers_are_found() -> None:
+    alpha = Module(
+        name="alpha",
+        contracts=ALPHA,
+        handlers={Ping: ping, Peek: peek},
+        subscriptions={Pinged: [on_pinged]},
+    )
+    registry = Registry([alpha])
+    assert [endpoint.name for endpoint in registry.targets(Ping)] == ["alpha.ping"]
+    assert [endpoint.name for endpoint in registry.targets(Pinged)] == ["alpha.on_pinged"]
+    assert registry.owner(Pinged) == "alpha"
+
+
+def test_a_module_importing_another_modules_internals_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "fakeshop"
+    for package in ("", "alpha", "beta"):
+        (root / package).mkdir(exist_ok=True)
+        (root / package / "__init__.py").write_text("")
+    (root / "alpha" / "contracts.py").write_text(
+        textwrap.dedent(
+            """
+            from kernel import Event
+
+            class Happened(Event, frozen=True, kw_only=True, tag="fakealpha.Happened"):
+                pass
+            """
+        )
+    )
+    (root / "alpha" / "domain.py").write_text("SECRET = 1\n")
+    (root / "beta" / "contracts.py").write_text("")
+    (root / "beta" / "handlers.py").write_text(
+        "from fakeshop.alpha.contracts import Happened\n"
+        "from fakeshop.alpha import domain\n"
+        "from ..alpha.domain import SECRET\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import fakeshop.alpha.contracts as alpha_contracts
+        import fakeshop.beta.contracts as beta_contracts
+
+        alpha = Module(name="fakealpha", contracts=alpha_contracts)
+        beta = Module(name="fakebeta", contracts=beta_contracts)
+        with pytest.raises(ConfigurationError) as refused:
+            Registry([alpha, beta])
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [name for name in sys.modules if name.startswith("fakeshop")]:
+            del sys.modules[name]
+    message = str(refused.value)
+    assert "fakeshop.beta.handlers imports fakeshop.alpha.domain" in message
+    assert "fakeshop.alpha.domain.SECRET" in message  # the relative import is caught too
+    assert "Happened" not in message  # importing contracts is allowed
