@@ -10,10 +10,11 @@ from typing import Any
 from litestar import Litestar, Request, get
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.enums import MediaType
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.response import Redirect, Response
+from litestar.response import Response
 
 from adapters.http.auth import jwt_auth, provide_principal, role_guard
 from adapters.http.problems import EXCEPTION_HANDLERS, refuse_nul_characters
@@ -52,9 +53,13 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     )
 
 
-@get("/docs", exclude_from_auth=True, include_in_schema=False)
-async def docs() -> Redirect:
-    return Redirect("/schema/swagger")
+SWAGGER = SwaggerRenderPlugin()
+
+
+@get("/docs", exclude_from_auth=True, include_in_schema=False, media_type=MediaType.HTML)
+async def docs(request: Request[Any, Any, Any]) -> bytes:
+    """The interactive API page (Swagger UI), also at /schema/swagger."""
+    return SWAGGER.render(request, request.app.openapi_schema.to_schema())
 
 
 def _rate_limited(request: Request[Any, Any, Any]) -> bool:
@@ -141,7 +146,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             description="A modular monolith: identity, catalog, inventory, ordering, "
             "payments and notifications over one message bus.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin(path="/scalar")],
+            render_plugins=[SWAGGER, ScalarRenderPlugin(path="/scalar")],
         ),
         request_max_body_size=settings.max_body_bytes,
         state=State({"settings": settings}),

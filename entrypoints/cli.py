@@ -151,7 +151,8 @@ def _dead_letters(settings: Settings):  # type: ignore[no-untyped-def]
     from entrypoints.bootstrap import create_tables, shop_modules
 
     modules = shop_modules()
-    database = Database(settings.database_url, schema=settings.database_schema)
+    # A tool may wait for the app's writes; it has no event loop to keep responsive.
+    database = Database(settings.database_url, schema=settings.database_schema, inline=False)
     return database, DeadLetters(database, [module.name for module in modules]), create_tables
 
 

@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -52,11 +52,14 @@ class OutboxRecord:
 class OutboxStore(Protocol):
     """Where an outbox lives (a SQL table, or memory for modules without tables)."""
 
-    async def due(self, now: float, limit: int) -> list[OutboxRecord]:
-        """Up to ``limit`` records due by ``now``, each the oldest of its (target, partition)."""
+    async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
+        """Up to ``limit`` records due by ``now``, each the oldest of its (target, partition),
+        leaving out the ids in ``skip`` (those the relay is busy with)."""
         ...
 
-    async def delivered(self, record: OutboxRecord) -> None: ...
+    async def delivered(self, records: Sequence[OutboxRecord]) -> None:
+        """Remove delivered records (the relay settles them in batches)."""
+        ...
 
     async def retry_later(
         self, record: OutboxRecord, attempts: int, at: float, error: str
@@ -109,6 +112,8 @@ class Relay:
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
+        #: Delivered records waiting to be removed from the outbox in the next batch.
+        self._delivered: list[OutboxRecord] = []
         #: Records settled while a read of the outbox was under way: that read may still
         #: show them, and they must not be delivered again on its word.
         self._settled_during_read: set[int] = set()
@@ -143,31 +148,52 @@ class Relay:
                 log.warning(
                     "relay %s: %d deliveries left in the outbox at stop", self.name, len(late)
                 )
+        await self._settle_delivered()
 
     async def idle(self) -> bool:
         """True when nothing is in flight and nothing waits in the outbox."""
-        return not self._in_flight and await self._store.pending() == 0
+        return not self._in_flight and not self._delivered and await self._store.pending() == 0
 
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    async def _settle_delivered(self) -> None:
+        # One write removes every record delivered since the last look (one per delivery
+        # cost a transaction each). Until removed, they count as busy and are not re-read.
+        if not self._delivered:
+            return
+        batch, self._delivered = self._delivered, []
+        try:
+            await self._store.delivered(batch)
+        except Exception:
+            # They stay in the outbox and are delivered again; the inbox drops the repeats.
+            log.exception("relay %s: could not remove %d delivered records", self.name, len(batch))
+
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
+            self._settled_during_read.clear()
+            await self._settle_delivered()
             free = self._concurrency - len(self._in_flight)
             if free > 0:
+                # Busy: in flight, or delivered and waiting for the next batch removal.
+                busy = set(self._in_flight)
+                busy.update(record.id for record in self._delivered)
                 try:
-                    records = await self._store.due(self._clock.now(), free + len(self._in_flight))
+                    records = await self._store.due(self._clock.now(), free, busy)
                 except Exception:
                     log.exception("relay %s: cannot read the outbox; trying again", self.name)
                     records = []
+                stale = self._settled_during_read
                 for record in records:
-                    if record.id in self._in_flight:
+                    if record.id in self._in_flight or record.id in stale:
                         continue
                     if len(self._in_flight) >= self._concurrency:
                         break
                     self._in_flight[record.id] = asyncio.create_task(self._attempt(record))
+            if self._delivered:
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
 
@@ -210,7 +236,7 @@ class Relay:
             )
             await self._failed(record, attempts, f"{type(error).__name__}: {error}")
         else:
-            await self._store.delivered(record)
+            self._delivered.append(record)
 
     async def _failed(self, record: OutboxRecord, attempts: int, error: str) -> None:
         if attempts >= self._policy.max_attempts:
@@ -267,7 +293,7 @@ class MemoryOutbox:
         if self.on_add is not None:
             self.on_add()
 
-    async def due(self, now: float, limit: int) -> list[OutboxRecord]:
+    async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
         seen: set[tuple[str, str]] = set()
         ready: list[OutboxRecord] = []
         for record, at in self.records.values():  # dicts keep insertion (= id) order
@@ -276,14 +302,15 @@ class MemoryOutbox:
                 if key in seen:
                     continue
                 seen.add(key)
-            if at <= now:
+            if at <= now and record.id not in skip:
                 ready.append(record)
                 if len(ready) >= limit:
                     break
         return ready
 
-    async def delivered(self, record: OutboxRecord) -> None:
-        self.records.pop(record.id, None)
+    async def delivered(self, records: Sequence[OutboxRecord]) -> None:
+        for record in records:
+            self.records.pop(record.id, None)
 
     async def retry_later(self, record: OutboxRecord, attempts: int, at: float, error: str) -> None:
         record.attempts = attempts

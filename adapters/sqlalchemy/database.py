@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from adapters.sqlalchemy.inline_sqlite import BUSY_TIMEOUT_SECONDS, connector
 from kernel.errors import ConcurrencyConflict
 
 log = logging.getLogger("cleave.database")
@@ -37,10 +39,15 @@ class Database:
     puts every table in one schema, which is how tests get a clean database each.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, schema: str | None = None) -> None:
+    def __init__(
+        self, url: str = DEFAULT_URL, *, schema: str | None = None, inline: bool = True
+    ) -> None:
         self.url = normalise_url(url)
         self.schema = schema
         kwargs: dict[str, Any] = {}
+        self.inline = self.is_sqlite and inline and self.url.database not in (None, "", ":memory:")
+        if self.inline:
+            kwargs["async_creator"] = connector(self.url.database)
         if self.is_sqlite:
             # No ceiling on SQLite connections (they are cheap): a unit of work that holds
             # one and asks another module for data needs a second, and a fixed pool filled by
@@ -56,7 +63,10 @@ class Database:
         #: instead of sleeping in SQLite's busy handler (which cost 6 ms a write here).
         self.writer: WriterGate | None = None
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            # Inline statements block the loop while they wait for another process's lock:
+            # wait briefly and let the retry machinery take over.
+            busy_ms = int(BUSY_TIMEOUT_SECONDS * 1000) if self.inline else 30_000
+            event.listen(self.engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_ms))
             self.writer = WriterGate()
 
     @property
@@ -117,10 +127,10 @@ class WriterGate:
         self._lock.release()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(busy_ms: int, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -52,6 +52,20 @@ async def write_transaction(database: Database) -> AsyncIterator[AsyncConnection
                 writer.release()
 
 
+class _Statements:
+    """The unit of work's own statements, built once (building one costs more than running
+    it on SQLite)."""
+
+    def __init__(self, tables: MessagingTables) -> None:
+        inbox = tables.inbox
+        self.seen = select(inbox.c.handler).where(
+            inbox.c.handler == bindparam("handler"),
+            inbox.c.message_id == bindparam("message_id"),
+        )
+        self.remember = insert(inbox)
+        self.record = insert(tables.outbox)
+
+
 class SqlStorage:
     """The ``Storage`` of a module that keeps its state in a SQL database."""
 
@@ -67,6 +81,7 @@ class SqlStorage:
         self.database = database
         self.module = module
         self.tables: MessagingTables = messaging_tables(module)
+        self.statements = _Statements(self.tables)
         self.registry = registry
         self.codec = codec
         self.clock = clock
@@ -165,12 +180,10 @@ class SqlUnitOfWork(UnitOfWork):
         await self.writing()
 
     async def handled(self, handler: str) -> bool:
-        inbox = self._storage.tables.inbox
         connection = await self.connection()
         found = await connection.execute(
-            select(inbox.c.handler).where(
-                inbox.c.handler == handler, inbox.c.message_id == self.envelope.message_id
-            )
+            self._storage.statements.seen,
+            {"handler": handler, "message_id": self.envelope.message_id},
         )
         return found.first() is not None
 
@@ -187,11 +200,12 @@ class SqlUnitOfWork(UnitOfWork):
             if self._handled is not None:
                 try:
                     await connection.execute(
-                        insert(storage.tables.inbox).values(
-                            handler=self._handled,
-                            message_id=self.envelope.message_id,
-                            handled_at=storage.clock.now(),
-                        )
+                        storage.statements.remember,
+                        {
+                            "handler": self._handled,
+                            "message_id": self.envelope.message_id,
+                            "handled_at": storage.clock.now(),
+                        },
                     )
                 except IntegrityError as error:
                     # A concurrent delivery of the same message won the race.
@@ -199,7 +213,7 @@ class SqlUnitOfWork(UnitOfWork):
             if self.emitted:
                 rows = storage.outbox_rows(self)
                 if rows:
-                    await connection.execute(insert(storage.tables.outbox), rows)
+                    await connection.execute(storage.statements.record, rows)
             await connection.commit()
         except DBAPIError as error:
             if is_transient(error):
@@ -252,14 +266,19 @@ class SqlOutboxStore:
         # Built once: constructing this statement costs more than running it.
         self._due = (
             select(outbox)
-            .where(outbox.c.next_attempt_at <= bindparam("now"), ~blocked)
+            .where(
+                outbox.c.next_attempt_at <= bindparam("now"),
+                outbox.c.id.not_in(bindparam("skip", expanding=True)),
+                ~blocked,
+            )
             .order_by(outbox.c.id)
             .limit(bindparam("limit"))
         )
 
-    async def due(self, now: float, limit: int) -> list[OutboxRecord]:
+    async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
+        parameters = {"now": now, "limit": limit, "skip": list(skip)}
         async with self._engine.connect() as connection:
-            rows = (await connection.execute(self._due, {"now": now, "limit": limit})).all()
+            rows = (await connection.execute(self._due, parameters)).all()
         return [self._record(row) for row in rows]
 
     def _record(self, row: Any) -> OutboxRecord:
@@ -287,10 +306,17 @@ class SqlOutboxStore:
             condition &= outbox.c.message_id == record.envelope.message_id
         return condition
 
-    async def delivered(self, record: OutboxRecord) -> None:
+    async def delivered(self, records: Sequence[OutboxRecord]) -> None:
         outbox = self._tables.outbox
         async with write_transaction(self._database) as connection:
-            await connection.execute(delete(outbox).where(self._this(record)))
+            await connection.execute(
+                delete(outbox).where(
+                    outbox.c.id.in_([record.id for record in records]),
+                    outbox.c.message_id.in_(
+                        [record.envelope.message_id for record in records if record.envelope]
+                    ),
+                )
+            )
 
     async def retry_later(self, record: OutboxRecord, attempts: int, at: float, error: str) -> None:
         outbox = self._tables.outbox

@@ -73,12 +73,14 @@ def test_a_killed_server_loses_no_order_and_charges_none_twice(
     database: dict[str, str], tmp_path: Path
 ) -> None:
     sandbox, provider = start_sandbox(tmp_path, slow_seconds=1.0)
-    environment = app_environment(database, provider)
-    app, url = start_app(tmp_path, environment)
     try:
-        asyncio.run(scenario(app, url, environment, provider, tmp_path, database))
+        environment = app_environment(database, provider)
+        app, url = start_app(tmp_path, environment)
+        try:
+            asyncio.run(scenario(app, url, environment, provider, tmp_path, database))
+        finally:
+            app.close()
     finally:
-        app.close()
         sandbox.close()
         if "CLEAVE_DATABASE_SCHEMA" in database:
             drop_schema(database)
@@ -270,11 +272,13 @@ def test_sigterm_stops_cleanly_and_the_rest_completes_after_a_restart(tmp_path: 
         "CLEAVE_PAYMENT_TIMEOUT_SECONDS": "6",
         "CLEAVE_LOG_LEVEL": "INFO",
     }
-    app, url = start_app(tmp_path, environment)
     try:
-        asyncio.run(graceful(app, url, environment, provider, tmp_path))
+        app, url = start_app(tmp_path, environment)
+        try:
+            asyncio.run(graceful(app, url, environment, provider, tmp_path))
+        finally:
+            app.close()
     finally:
-        app.close()
         sandbox.close()
 
 

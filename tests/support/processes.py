@@ -81,7 +81,7 @@ def start_sandbox(directory: Path, slow_seconds: float = 1.0) -> tuple[Process, 
         directory / "sandbox.log",
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until_ready(f"{url}/v1/stats", process)
+    _ready_or_closed(f"{url}/v1/stats", process)
     return process, url
 
 
@@ -89,5 +89,14 @@ def start_app(directory: Path, environment: Mapping[str, str]) -> tuple[Process,
     port = free_port()
     process = Process(["run", "--port", str(port)], environment, directory / f"app-{port}.log")
     url = f"http://127.0.0.1:{port}"
-    wait_until_ready(f"{url}/health/ready", process)
+    _ready_or_closed(f"{url}/health/ready", process)
     return process, url
+
+
+def _ready_or_closed(url: str, process: Process) -> None:
+    # A process that never became ready must not outlive the test that started it.
+    try:
+        wait_until_ready(url, process)
+    except BaseException:
+        process.close()
+        raise

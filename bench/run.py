@@ -1,0 +1,187 @@
+"""Run the benchmarks: ``python -m bench.run`` (full, writes bench/RESULTS.md) or ``--quick``.
+
+Micro-benchmarks (items 1-4) run pinned to one core; the end-to-end runs (items 5-6) unpin,
+because the load generator and the server processes need the machine. Each section prints
+as soon as it is measured; the last line of the output is one JSON object with every metric
+(None for what is not measured yet), for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import bus, codec, memory, saga, transports
+from bench.report import Section
+from bench.timing import load_average, machine, pin_to_one_core, unpin
+
+ITEMS = ("bus", "codec", "transports", "saga", "memory")
+RESULTS = Path(__file__).with_name("RESULTS.md")
+#: --quick must stay under a minute: the end-to-end part gets what the rest leaves of this.
+QUICK_BUDGET = 55.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a smoke run, under 60 s")
+    parser.add_argument(
+        "--only", help=f"comma-separated items to run, among {', '.join(ITEMS)} (default: all)"
+    )
+    parser.add_argument(
+        "--write",
+        type=Path,
+        default=None,
+        help="write the Markdown report here (default: bench/RESULTS.md for a full run of "
+        "every item, nowhere otherwise)",
+    )
+    return parser
+
+
+def _show(section: Section) -> None:
+    print(section.text(), flush=True)
+
+
+async def _run(items: Sequence[str], quick: bool, started: float) -> list[Section]:
+    sections: list[Section] = []
+    cpu = pin_to_one_core()
+    print(f"micro-benchmarks pinned to CPU {cpu}; load average {load_average()}\n", flush=True)
+    if "bus" in items:
+        sections.append(await bus.measure(quick=quick))
+        _show(sections[-1])
+    if "codec" in items:
+        sections.append(codec.measure(quick=quick))
+        _show(sections[-1])
+    if "transports" in items:
+        for section in (
+            transports.measure_http(quick=quick),
+            transports.measure_redis(quick=quick),
+        ):
+            sections.append(section)
+            _show(section)
+    unpin()
+    runs: list[saga.Run] = []
+    if "saga" in items:
+        deadline = None
+        if quick:  # time.monotonic is the event loop's clock
+            deadline = (
+                asyncio.get_running_loop().time() + QUICK_BUDGET - (time.monotonic() - started)
+            )
+        saga_sections, runs = await saga.measure(quick=quick, deadline=deadline)
+        for section in saga_sections:
+            sections.append(section)
+            _show(section)
+    if "memory" in items:
+        sections.append(await memory.measure(quick=quick, saga_runs=runs))
+        _show(sections[-1])
+    return sections
+
+
+def _summary(m: dict[str, Any]) -> list[str]:
+    """The key numbers and ratios, one line each, for the top of the report."""
+    lines = []
+    if m.get("bus_send_us") is not None:
+        lines.append(
+            f"- **bus**: {m['bus_overhead_us']:.2f} µs of overhead per message (the larger of "
+            f"send and ask; {m['bus_overhead_best_us']:.2f} µs in the fastest repetitions), "
+            f"{m['bus_msgs_per_s']:,} messages/s on one core; a direct call does "
+            f"{m['direct_msgs_per_s']:,}/s; the bus is {m['bus_vs_lato']:.1f}x lato "
+            f"({m['lato_msgs_per_s']:,}/s). Targets: ≤ 3 µs, ≥ 250,000/s, ≥ 5x lato."
+        )
+    if m.get("codec_msgspec_us") is not None:
+        lines.append(
+            f"- **codec**: an envelope with an order round-trips in {m['codec_msgspec_us']:.1f} µs "
+            f"with msgspec, {m['codec_vs_pydantic']:.1f}x faster than pydantic v2 and "
+            f"{m['codec_vs_json']:.1f}x faster than the json module."
+        )
+    for database in ("sqlite", "postgresql"):
+        key = f"saga_monolith_{database}"
+        if m.get(f"{key}_orders_per_s") is not None:
+            line = (
+                f"- **saga, monolith, {database}**: {m[f'{key}_orders_per_s']} orders/s "
+                f"(p50 {m[f'{key}_p50_ms']:.0f} ms, p99 {m[f'{key}_p99_ms']:.0f} ms, closed loop)"
+            )
+            if m.get(f"{key}_fixed_load_cores") is not None:
+                line += (
+                    f"; at the fixed load {m[f'{key}_fixed_load_cores']:.2f} cores, "
+                    f"p50 {m[f'{key}_fixed_load_p50_ms']:.0f} ms, "
+                    f"p99 {m[f'{key}_fixed_load_p99_ms']:.0f} ms"
+                )
+            lines.append(line + ".")
+    if m.get("monolith_rss_idle_mib") is not None:
+        line = f"- **memory**: the monolith idles at {m['monolith_rss_idle_mib']} MiB RSS"
+        if m.get("monolith_rss_last_mib") is not None:
+            line += f", {m['monolith_rss_last_mib']} MiB after {m['monolith_rss_orders']:,} orders"
+        lines.append(line + ".")
+    if any(value is None for value in m.values()):
+        lines.append(
+            "- **not measured yet**: the HTTP and Redis transports (items 3, 4) and the split "
+            "topologies (the split rows of items 5 and 6, and the monolith/split ratios)."
+        )
+    return lines
+
+
+def markdown(sections: Sequence[Section], about: dict[str, Any], elapsed: float) -> str:
+    """The report written to bench/RESULTS.md."""
+    head = [
+        "# Benchmark results",
+        "",
+        "Written by `just bench` (`python -m bench.run`). What each number means: "
+        "[README.md](README.md). Nothing here passes or fails on time; ratios compare "
+        "contenders measured in the same run.",
+        "",
+        f"- date: {about['date']}",
+        f"- machine: {about['cpu']}, {about['cores']} cores, {about['os']}",
+        f"- Python: {about['implementation']} {about['python']}",
+        f"- load average when the run started: {about['load']}",
+        f"- the run took {elapsed:.0f} s",
+        "",
+        "## Summary",
+        "",
+        *_summary(metrics(sections)),
+        "",
+        "## Measurements",
+        "",
+        "",
+    ]
+    return "\n".join(head) + "\n".join(section.markdown() for section in sections)
+
+
+def metrics(sections: Sequence[Section]) -> dict[str, Any]:
+    """Every section's metrics in one flat mapping."""
+    merged: dict[str, Any] = {}
+    for section in sections:
+        merged.update(section.metrics)
+    return merged
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    items = ITEMS if not arguments.only else tuple(arguments.only.split(","))
+    unknown = set(items) - set(ITEMS)
+    if unknown:
+        print(f"unknown items: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    about = machine() | {"load": load_average()}
+    started = time.monotonic()
+    sections = asyncio.run(_run(items, arguments.quick, started))
+    elapsed = time.monotonic() - started
+    target = arguments.write
+    if target is None and not arguments.quick and items == ITEMS:
+        target = RESULTS
+    if target is not None:
+        target.write_text(markdown(sections, about, elapsed), encoding="utf-8")
+        print(f"wrote {target}", flush=True)
+    summary = metrics(sections)
+    summary.update(quick=arguments.quick, seconds=round(elapsed, 1), machine=about)
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

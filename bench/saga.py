@@ -1,0 +1,318 @@
+"""Item 5: the whole order saga, end to end through the REST API of real processes.
+
+For each topology and database: start the deployment on a fresh database, seed it, warm it
+up, then
+
+- closed loop: ``concurrency`` customers each place an order and wait for it to settle,
+  again and again: orders per second to a terminal state, p50/p99 latency;
+- open loop: a fixed offered load (orders per second, whatever the answers): the CPU the
+  deployment uses in all (every process, in cores) and p50/p99 latency, side by side, as the
+  Service Weaver paper compares its monolith and its microservices.
+
+The monolith/split ratio is the price of splitting. Split topologies are listed and skipped
+until their transports exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from bench.deployment import DatabaseKind, NotAvailable, TopologyName, postgres_available, start
+from bench.load import LoadResult, ShopNotReady, closed_loop, open_loop, seeded
+from bench.report import Section, fmt
+
+TOPOLOGIES: tuple[TopologyName, ...] = ("monolith", "split-http", "split-redis")
+DATABASES: tuple[DatabaseKind, ...] = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class SagaPlan:
+    """How much load each run offers (bounded in count and in time)."""
+
+    orders: int
+    concurrency: int
+    time_limit: float
+    #: The highest fixed load offered, in orders per second (see ``OfferedLoad``).
+    max_rate: float
+    duration: float
+    poll: float
+    warmup: int
+    databases: tuple[DatabaseKind, ...]
+    products: int = 20
+    customers: int = 16
+
+
+FULL = SagaPlan(
+    orders=2_000,
+    concurrency=16,
+    time_limit=60,
+    max_rate=100,
+    duration=20,
+    poll=0.005,
+    warmup=30,
+    databases=DATABASES,
+)
+QUICK = SagaPlan(
+    orders=100,
+    concurrency=4,
+    time_limit=6,
+    max_rate=20,
+    duration=4,
+    poll=0.005,
+    warmup=8,
+    databases=("sqlite",),
+    products=10,
+    customers=4,
+)
+
+
+def nice_floor(value: float) -> float:
+    """The largest 1, 2 or 5 times a power of ten that is at most ``value`` (at least 0.1)."""
+    best = 0.1
+    for exponent in range(-1, 6):
+        for mantissa in (1, 2, 5):
+            candidate = mantissa * 10.0**exponent
+            if candidate <= value:
+                best = candidate
+    return best
+
+
+class OfferedLoad:
+    """The one fixed load every deployment of a run is offered, so that their CPU and
+    latency compare: ``max_rate`` orders/s (the issue's 100), or half of what the first
+    deployment measured (the monolith on SQLite) settles in its closed loop when that is
+    less, rounded down to 1, 2 or 5 times a power of ten. A load the deployment cannot
+    carry would measure its queue, not its cost."""
+
+    def __init__(self, max_rate: float) -> None:
+        self.max_rate = max_rate
+        self.rate: float | None = None
+
+    def choose(self, closed: LoadResult) -> float:
+        if self.rate is None:
+            self.rate = min(self.max_rate, nice_floor(0.5 * closed.per_second))
+        return self.rate
+
+
+@dataclass
+class Run:
+    """One deployment's results, or why it was not measured."""
+
+    topology: TopologyName
+    database: DatabaseKind
+    closed: LoadResult | None = None
+    open: LoadResult | None = None
+    rss_idle: int | None = None
+    rss_after: int | None = None
+    missing: str | None = None
+
+
+async def run_one(
+    topology: TopologyName,
+    database: DatabaseKind,
+    plan: SagaPlan,
+    load: OfferedLoad,
+    deadline: float | None = None,
+) -> Run:
+    """Start, seed, warm up and measure one deployment; stop at ``deadline`` (event-loop
+    time), keeping whatever was measured by then."""
+    run = Run(topology, database)
+    try:
+        async with (
+            asyncio.timeout_at(deadline),
+            start(topology, database) as deployment,
+            seeded(deployment, products=plan.products, customers=plan.customers) as shop,
+        ):
+            run.rss_idle = deployment.rss()
+            await closed_loop(
+                shop, deployment, orders=plan.warmup, concurrency=4, time_limit=15, poll=plan.poll
+            )
+            run.closed = await closed_loop(
+                shop,
+                deployment,
+                orders=plan.orders,
+                concurrency=plan.concurrency,
+                time_limit=plan.time_limit,
+                poll=plan.poll,
+            )
+            run.open = await open_loop(
+                shop,
+                deployment,
+                rate=load.choose(run.closed),
+                duration=plan.duration,
+                poll=plan.poll,
+            )
+            run.rss_after = deployment.rss()
+    except (NotAvailable, ShopNotReady) as error:
+        run.missing = str(error)
+    except TimeoutError:
+        run.missing = "did not finish within the time allowed"
+    return run
+
+
+async def measure(*, quick: bool, deadline: float | None = None) -> tuple[list[Section], list[Run]]:
+    """Every topology on every database of the plan; placeholders for what cannot run.
+    ``deadline`` (event-loop time) bounds the whole measurement."""
+    plan = QUICK if quick else FULL
+    postgres_missing = await postgres_available() if "postgresql" in plan.databases else None
+    runs: list[Run] = []
+    load = OfferedLoad(plan.max_rate)
+    for topology in TOPOLOGIES:
+        for database in plan.databases:
+            if database == "postgresql" and postgres_missing is not None:
+                runs.append(Run(topology, database, missing=postgres_missing))
+            else:
+                runs.append(await run_one(topology, database, plan, load, deadline))
+    return [_throughput(runs, plan), _fixed_load(runs, plan, load)], runs
+
+
+def _missing(run: Run) -> str:
+    return f"not measured yet: {run.missing}"
+
+
+def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
+    section = Section(
+        title="5. Order saga, closed loop: orders per second to a terminal state",
+        headers=[
+            "topology",
+            "database",
+            "orders / s",
+            "p50 ms",
+            "p99 ms",
+            "outcomes",
+            "server CPU cores",
+            "client CPU cores",
+        ],
+    )
+    for run in runs:
+        closed = run.closed
+        if closed is None:
+            section.rows.append([run.topology, run.database, _missing(run), "", "", "", "", ""])
+            continue
+        section.rows.append(
+            [
+                run.topology,
+                run.database,
+                fmt(closed.per_second, 1),
+                fmt(closed.latency_ms(0.50), 1),
+                fmt(closed.latency_ms(0.99), 1),
+                ", ".join(f"{count} {status}" for status, count in sorted(closed.statuses.items())),
+                f"{closed.server_cores:.2f}",
+                f"{closed.client_cores:.2f}",
+            ]
+        )
+    section.notes.append(
+        f"{plan.concurrency} customers in a closed loop, {plan.orders:,} orders (at most "
+        f"{plan.time_limit:.0f} s) after {plan.warmup} warm-up orders; each order has 1 to 3 "
+        "lines and pays with tok_ok; the client polls GET /orders/{id} until the order is "
+        f"terminal (first after {plan.poll * 1000:.0f} ms, then every tenth of the time waited, "
+        "at most 100 ms apart)."
+    )
+    section.metrics = _metrics(runs)
+    by_key = {(run.topology, run.database): run for run in runs}
+    for database in plan.databases:
+        mono = by_key.get(("monolith", database))
+        for split in ("split-http", "split-redis"):
+            other = by_key.get((split, database))
+            key = f"saga_price_{split.replace('-', '_')}_{database}_throughput"
+            section.metrics[key] = None
+            if mono and mono.closed and other and other.closed and other.closed.per_second:
+                section.metrics[key] = round(mono.closed.per_second / other.closed.per_second, 2)
+                section.notes.append(
+                    f"price of {split} on {database}: the monolith settles "
+                    f"{mono.closed.per_second / other.closed.per_second:.2f}x the orders per "
+                    f"second; the split's p50 is "
+                    f"{other.closed.latency_ms(0.5) / mono.closed.latency_ms(0.5):.2f}x the "
+                    "monolith's."
+                )
+            else:
+                reason = other.missing if other and other.missing else "not run"
+                section.notes.append(
+                    f"price of {split} on {database} (monolith/split ratio): "
+                    f"not measured yet: {reason}."
+                )
+    return section
+
+
+def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
+    rate = load.rate
+    section = Section(
+        title="5. Order saga at a fixed offered load"
+        + (f" of {rate:g} orders/s" if rate is not None else ""),
+        headers=[
+            "topology",
+            "database",
+            "offered / s",
+            "settled / s",
+            "CPU cores (all processes)",
+            "p50 ms",
+            "p99 ms",
+            "client CPU cores",
+        ],
+    )
+    for run in runs:
+        opened = run.open
+        if opened is None:
+            section.rows.append([run.topology, run.database, _missing(run), "", "", "", "", ""])
+            continue
+        section.rows.append(
+            [
+                run.topology,
+                run.database,
+                f"{opened.offered_per_s:g}",
+                fmt(opened.completed / plan.duration, 1),
+                f"{opened.server_cores:.3f}",
+                fmt(opened.latency_ms(0.50), 1),
+                fmt(opened.latency_ms(0.99), 1),
+                f"{opened.client_cores:.2f}",
+            ]
+        )
+    section.notes += [
+        f"{rate or 0:g} orders/s offered for {plan.duration:g} s in an open loop: "
+        f"{plan.max_rate:g}/s, or half the closed-loop throughput of the first deployment "
+        "when that is less (rounded down to 1, 2 or 5 x 10^n), the same for every deployment. "
+        "CPU is the sum of user + system time of every process of the deployment over the "
+        "offering window, divided by its length (the sandbox payment provider runs as a "
+        "process of its own, outside the deployment, and is not counted). Latency counts "
+        "from when each order was due.",
+        "settled / s is orders offered in the window that reached a terminal state, divided by "
+        "the window: below the offered rate means the deployment fell behind.",
+    ]
+    by_key = {(run.topology, run.database): run for run in runs}
+    for database in plan.databases:
+        mono = by_key.get(("monolith", database))
+        for split in ("split-http", "split-redis"):
+            other = by_key.get((split, database))
+            key = f"saga_price_{split.replace('-', '_')}_{database}_cpu"
+            if mono and mono.open and other and other.open and mono.open.server_cores:
+                ratio = other.open.server_cores / mono.open.server_cores
+                section.metrics[key] = round(ratio, 2)
+                section.notes.append(
+                    f"{split} on {database} uses {ratio:.2f}x the CPU of the monolith at this "
+                    f"load; its p50 is "
+                    f"{other.open.latency_ms(0.5) / mono.open.latency_ms(0.5):.2f}x the "
+                    "monolith's."
+                )
+            else:
+                section.metrics[key] = None
+                reason = other.missing if other and other.missing else "not run"
+                section.notes.append(
+                    f"{split}/monolith CPU at this load on {database}: not measured yet: {reason}."
+                )
+    section.metrics["saga_fixed_load_per_s"] = rate
+    return section
+
+
+def _metrics(runs: list[Run]) -> dict[str, float | None]:
+    metrics: dict[str, float | None] = {}
+    for run in runs:
+        key = f"saga_{run.topology.replace('-', '_')}_{run.database}"
+        closed, opened = run.closed, run.open
+        metrics[f"{key}_orders_per_s"] = round(closed.per_second, 1) if closed else None
+        metrics[f"{key}_p50_ms"] = round(closed.latency_ms(0.5), 1) if closed else None
+        metrics[f"{key}_p99_ms"] = round(closed.latency_ms(0.99), 1) if closed else None
+        metrics[f"{key}_fixed_load_cores"] = round(opened.server_cores, 3) if opened else None
+        metrics[f"{key}_fixed_load_p50_ms"] = round(opened.latency_ms(0.5), 1) if opened else None
+        metrics[f"{key}_fixed_load_p99_ms"] = round(opened.latency_ms(0.99), 1) if opened else None
+    return metrics
