@@ -23,7 +23,7 @@ MIB = 1024 * 1024
 ORDERS = 10_000
 CHECKPOINT = 100
 #: The full run stops placing orders after this long, wherever it got to.
-TIME_LIMIT = 420.0
+TIME_LIMIT = 600.0
 
 
 def _mib(size: int | None) -> str:

@@ -130,7 +130,8 @@ def _create_admin(arguments: argparse.Namespace, settings: Settings) -> int:
         database = Database(settings.database_url, schema=settings.database_schema)
         try:
             await create_tables(database)
-            runtime = bootstrap(database=database, settings=settings)
+            # Only identity runs here; what it emits waits in its outbox for the app's relay.
+            runtime = bootstrap(database=database, settings=settings, hosted=["identity"])
             user = await runtime.bus.send(
                 EnsureAdmin(
                     email=arguments.email, password=arguments.password, name=arguments.name
