@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 
 from adapters.sqlalchemy.database import Database
-from adapters.sqlalchemy.messaging_tables import messaging_tables
+from adapters.sqlalchemy.messaging_tables import message_fields, messaging_tables
 from adapters.sqlalchemy.storage import write_transaction
 
 
@@ -86,12 +86,7 @@ class DeadLetters:
             now = time.time()
             await connection.execute(
                 insert(outbox).values(
-                    message_id=row.message_id,
-                    target=row.target,
-                    name=row.name,
-                    partition=row.partition,
-                    envelope=row.envelope,
-                    body=row.body,
+                    **message_fields(row),
                     attempts=0,
                     next_attempt_at=now,
                     created_at=now,

@@ -8,6 +8,7 @@ and the inbox record of the message that caused it commit in one transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -43,18 +44,34 @@ def messaging_tables(module: str) -> MessagingTables:
     return tables
 
 
-def _define(module: str) -> MessagingTables:
-    metadata = MetaData()
-    outbox = Table(
-        f"{module}_outbox",
-        metadata,
-        Column("id", _Id, primary_key=True, autoincrement=True),
+#: The columns that describe one delivery: the same in the outbox and the dead letters, so a
+#: record moves between the two unchanged.
+MESSAGE_FIELDS = ("message_id", "target", "name", "partition", "envelope", "body")
+
+
+def _message_columns() -> list[Column[Any]]:
+    return [
         Column("message_id", String(64), nullable=False),
         Column("target", String(200), nullable=False),
         Column("name", String(200), nullable=False),
         Column("partition", String(200), nullable=True),
         Column("envelope", Text, nullable=False),
         Column("body", Text, nullable=False),
+    ]
+
+
+def message_fields(row: Any) -> dict[str, Any]:
+    """The delivery described by an outbox or dead-letter row, to write into the other."""
+    return {field: getattr(row, field) for field in MESSAGE_FIELDS}
+
+
+def _define(module: str) -> MessagingTables:
+    metadata = MetaData()
+    outbox = Table(
+        f"{module}_outbox",
+        metadata,
+        Column("id", _Id, primary_key=True, autoincrement=True),
+        *_message_columns(),
         Column("attempts", Integer, nullable=False, default=0),
         Column("next_attempt_at", Float, nullable=False),
         Column("created_at", Float, nullable=False),
@@ -77,12 +94,7 @@ def _define(module: str) -> MessagingTables:
         f"{module}_dead_letters",
         metadata,
         Column("id", _Id, primary_key=True, autoincrement=True),
-        Column("message_id", String(64), nullable=False),
-        Column("target", String(200), nullable=False),
-        Column("name", String(200), nullable=False),
-        Column("partition", String(200), nullable=True),
-        Column("envelope", Text, nullable=False),
-        Column("body", Text, nullable=False),
+        *_message_columns(),
         Column("attempts", Integer, nullable=False),
         Column("reason", Text, nullable=False),
         Column("failed_at", Float, nullable=False),

@@ -13,7 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.database import Database
-from adapters.sqlalchemy.messaging_tables import MessagingTables, messaging_tables
+from adapters.sqlalchemy.messaging_tables import MessagingTables, message_fields, messaging_tables
 from kernel.clock import Clock
 from kernel.codec import Codec
 from kernel.errors import ConcurrencyConflict, DuplicateDelivery, PoisonMessage, Unavailable
@@ -335,12 +335,7 @@ class SqlOutboxStore:
                 return
             await connection.execute(
                 insert(dead).values(
-                    message_id=row.message_id,
-                    target=row.target,
-                    name=row.name,
-                    partition=row.partition,
-                    envelope=row.envelope,
-                    body=row.body,
+                    **message_fields(row),
                     attempts=attempts,
                     reason=reason,
                     failed_at=time.time(),

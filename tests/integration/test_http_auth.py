@@ -303,7 +303,9 @@ async def test_logins_beyond_the_limit_are_throttled(open_app: Open) -> None:
             wrong = {**CREDENTIALS, "password": "not the password"}
             problem(await client.post(LOGIN, json=wrong), 401)
         # The limit holds for the right password too, and for registering.
-        problem(await client.post(LOGIN, json=CREDENTIALS), 429)
+        throttled = await client.post(LOGIN, json=CREDENTIALS)
+        problem(throttled, 429)
+        assert int(throttled.headers["retry-after"]) > 0  # when to come back
         problem(await client.post(REGISTER, json=ADA), 429)
         # Routes that do not ask for throttling are not throttled.
         assert (await client.get("/api/v1/catalog/products")).status_code == 200

@@ -173,6 +173,14 @@ async def test_client_mistakes_are_explained(client: AsyncTestClient[Any]) -> No
         )
     assert_problem(await client.get("/api/v1/catalog/products", params={"limit": 0}), 400, "limit")
     assert_problem(await client.get("/api/v1/inventory/bad%20sku"), 400, "sku")
+    # NUL characters are refused at the edge (no database stores them in text)
+    assert_problem(
+        await client.post(
+            "/api/v1/catalog/products", json={**good, "sku": "N", "name": "a\u0000b"}, headers=admin
+        ),
+        400,
+    )
+    assert_problem(await client.get("/api/v1/catalog/products", params={"after": "a\x00b"}), 400)
     # the stock did not move through all of that
     assert (await client.get("/api/v1/inventory/TEA-1")).json()["on_hand"] == 0
 
