@@ -187,7 +187,7 @@ class Relay:
                     records = []
                 stale = self._settled_during_read
                 for record in records:
-                    if record.id in self._in_flight or record.id in stale:
+                    if record.id in stale:
                         continue
                     if len(self._in_flight) >= self._concurrency:
                         break

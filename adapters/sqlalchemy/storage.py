@@ -297,25 +297,12 @@ class SqlOutboxStore:
             record.poison = error.reason
         return record
 
-    def _this(self, record: OutboxRecord) -> Any:
-        # The id alone would do (ids are never reused); the target and message id make sure a
-        # stale record can never settle another one.
-        outbox = self._tables.outbox
-        condition = (outbox.c.id == record.id) & (outbox.c.target == record.target)
-        if record.envelope is not None:
-            condition &= outbox.c.message_id == record.envelope.message_id
-        return condition
-
     async def delivered(self, records: Sequence[OutboxRecord]) -> None:
         outbox = self._tables.outbox
         async with write_transaction(self._database) as connection:
+            # Ids alone identify records: they are never reused (see messaging_tables).
             await connection.execute(
-                delete(outbox).where(
-                    outbox.c.id.in_([record.id for record in records]),
-                    outbox.c.message_id.in_(
-                        [record.envelope.message_id for record in records if record.envelope]
-                    ),
-                )
+                delete(outbox).where(outbox.c.id.in_([record.id for record in records]))
             )
 
     async def retry_later(self, record: OutboxRecord, attempts: int, at: float, error: str) -> None:
@@ -323,14 +310,14 @@ class SqlOutboxStore:
         async with write_transaction(self._database) as connection:
             await connection.execute(
                 update(outbox)
-                .where(self._this(record))
+                .where(outbox.c.id == record.id)
                 .values(attempts=attempts, next_attempt_at=at, last_error=error[:2000])
             )
 
     async def dead_letter(self, record: OutboxRecord, attempts: int, reason: str) -> None:
         outbox, dead = self._tables.outbox, self._tables.dead_letters
         async with write_transaction(self._database) as connection:
-            row = (await connection.execute(select(outbox).where(self._this(record)))).first()
+            row = (await connection.execute(select(outbox).where(outbox.c.id == record.id))).first()
             if row is None:
                 return
             await connection.execute(

@@ -1,14 +1,16 @@
 """Fault injection into the in-process transport, for the reliability tests.
 
-``FaultyTransport`` wraps a real transport. Synchronous requests pass through; each
-asynchronous delivery (what relays carry: events and deferred commands) may, as the plan
-decides, fail before the handler runs, or fail *after* the handler committed, which is
-exactly what a crash between a handler's commit and the relay's acknowledgement looks like.
+``FaultyTransport`` wraps a real transport and counts every delivery attempt. Synchronous
+requests pass through; each asynchronous delivery (what relays carry: events and deferred
+commands) may, as the plan decides, fail before the handler runs, or fail *after* the
+handler committed, which is exactly what a crash between a handler's commit and the
+relay's acknowledgement looks like.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,8 @@ class FaultPlan:
     after: float = 0.0
     enabled: bool = True
     injected: dict[str, int] = field(default_factory=lambda: {"before": 0, "after": 0})
+    #: Every delivery attempt, by (handler, message id): more than one means a redelivery.
+    attempts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -60,6 +64,7 @@ class FaultyTransport:
         plan = self._plan
 
         async def faulty(message: Message, envelope: Envelope) -> Any:
+            plan.attempts[(endpoint.name, envelope.message_id)] += 1
             fault = plan.draw()
             if fault == "before":
                 plan.injected["before"] += 1
