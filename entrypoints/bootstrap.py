@@ -7,8 +7,11 @@ with real parts; only the outside payment provider may be a stand-in (a real HTT
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 
 import punq
 
@@ -22,33 +25,59 @@ from kernel.bus import Bus, MessageBus, Transport
 from kernel.clock import Clock, SystemClock
 from kernel.codec import Codec
 from kernel.dispatch import Dispatcher
+from kernel.errors import ConfigurationError
 from kernel.module import Module
+from kernel.receiver import Receiver
 from kernel.registry import Registry
 from kernel.relay import MemoryOutbox, Relay, RetryPolicy
-from kernel.runtime import Runtime
+from kernel.runtime import Runtime, ScheduledTimer
 from kernel.unit_of_work import MemoryStorage, Storage, Transaction
-from modules.identity.ports import PasswordHasher, TokenIssuer
-from modules.ordering.ports import OrderingSettings
-from modules.payments.ports import PaymentProvider
+
+if TYPE_CHECKING:
+    from modules.identity.ports import PasswordHasher, TokenIssuer
+    from modules.payments.ports import PaymentProvider
 
 TransportName = Literal["inprocess", "loopback"]
 
+#: The shop's modules, by name, with the package that holds each; a process imports the
+#: ``contracts`` of every one, and the rest of a package only where the module runs.
+SHOP_PACKAGES: dict[str, str] = {
+    "identity": "modules.identity",
+    "catalog": "modules.catalog",
+    "inventory": "modules.inventory",
+    "ordering": "modules.ordering",
+    "payments": "modules.payments",
+    "notifications": "modules.notifications",
+}
 
-def shop_modules() -> list[Module]:
-    """Every module of the shop, in the order their routes appear in the API."""
-    from modules.catalog.module import module as catalog
-    from modules.identity.module import module as identity
-    from modules.inventory.module import module as inventory
-    from modules.notifications.module import module as notifications
-    from modules.ordering.module import module as ordering
-    from modules.payments.module import module as payments
 
-    return [identity, catalog, inventory, ordering, payments, notifications]
+def shop_modules(names: Sequence[str] | None = None) -> list[Module]:
+    """The shop's modules (or those named), in the order their routes appear in the API."""
+    wanted = list(SHOP_PACKAGES) if names is None else [n for n in SHOP_PACKAGES if n in names]
+    unknown = set(names or ()) - set(SHOP_PACKAGES)
+    if unknown:
+        raise ConfigurationError(f"the shop has no module {', '.join(sorted(unknown))}")
+    return [importlib.import_module(f"{SHOP_PACKAGES[name]}.module").module for name in wanted]
+
+
+def shop_contracts(names: Sequence[str] | None = None) -> dict[str, ModuleType]:
+    """The contracts of the shop's modules (or those named): all it takes to address them."""
+    wanted = list(SHOP_PACKAGES) if names is None else names
+    return {name: importlib.import_module(f"{SHOP_PACKAGES[name]}.contracts") for name in wanted}
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A module that another process hosts: its contracts, and the transport that reaches it
+    (``None``: declared, so that the registry knows it, but not reachable from here)."""
+
+    contracts: ModuleType
+    transport: Transport | None = None
 
 
 def bootstrap(
     *,
-    database: Database,
+    database: Database | Mapping[str, Database],
     transport: TransportName = "inprocess",
     payment_provider: PaymentProvider | None = None,
     password_hasher: PasswordHasher | None = None,
@@ -56,93 +85,155 @@ def bootstrap(
     clock: Clock | None = None,
     settings: Settings | None = None,
     modules: Sequence[Module] | None = None,
+    remote: Mapping[str, Remote] | None = None,
     hosted: Sequence[str] | None = None,
     ports: Mapping[type[Any], Any] | None = None,
     wrap_transport: Callable[[Transport], Transport] | None = None,
 ) -> Runtime:
     """Wire the modules of one process and return its runtime (not yet started).
 
-    The ports are the outside world: the database, the transport between modules, the
-    payment provider, the password hasher and token issuer (defaults built from
-    ``settings``), and the clock. ``hosted`` names the modules this process runs (default:
-    all); every module is still declared, so the registry checks the whole system.
+    The ports are the outside world: the database (one for every hosted module, or one per
+    module), the transport between the modules hosted here, the payment provider, the
+    password hasher and token issuer (defaults built from ``settings``), and the clock.
+    ``modules`` are the modules this process runs (default: the whole shop); ``remote`` the
+    others, each with its contracts and the transport that reaches it. ``hosted`` narrows
+    ``modules`` to those named and declares the rest as unreachable remotes (tools, tests).
     ``ports`` binds further collaborators by type, for modules other than the shop's.
-    ``wrap_transport`` decorates the transport (fault injection in tests, tracing).
+    ``wrap_transport`` decorates the local transport (fault injection in tests, tracing).
     """
-    from adapters.auth.passwords import Argon2PasswordHasher
-    from adapters.http.auth import JwtTokenIssuer
-
     clock = clock or SystemClock()
     settings = settings or Settings()
-    ports = dict(ports or {})
-    if payment_provider is not None:
-        ports[PaymentProvider] = payment_provider
-    ports[PasswordHasher] = password_hasher or Argon2PasswordHasher(settings.password_hash_cost)
-    ports[TokenIssuer] = token_issuer or JwtTokenIssuer(
-        settings.jwt_secret, settings.jwt_ttl_seconds
-    )
-    ports.setdefault(
-        OrderingSettings, OrderingSettings(order_timeout_seconds=settings.order_timeout_seconds)
-    )
     modules = list(modules) if modules is not None else shop_modules()
-    hosted_names = set(hosted) if hosted is not None else {module.name for module in modules}
-    registry = Registry(modules)
+    remote = dict(remote or {})
+    if hosted is not None:
+        remote.update({m.name: Remote(m.contracts) for m in modules if m.name not in hosted})
+        modules = [module for module in modules if module.name in hosted]
+    registry = Registry(modules, {name: entry.contracts for name, entry in remote.items()})
 
-    container = punq.Container()
+    container = _container(
+        settings, clock, modules, ports, payment_provider, password_hasher, token_issuer
+    )
     outbox = MemoryOutbox()
     bus = MessageBus(registry, outbox)
     container.register(Bus, instance=bus)
     container.register(MessageBus, instance=bus)
-    container.register(Transaction, instance=Transaction())
-    container.register(Clock, instance=clock)
-    container.register(Settings, instance=settings)
-    for port, implementation in ports.items():
-        container.register(port, instance=implementation)
     for module in modules:
-        if module.name in hosted_names and module.wiring is not None:
+        if module.wiring is not None:
             module.wiring(container)
 
     codec = Codec(registry.message_types(), "json")
     policy = RetryPolicy(
         max_attempts=settings.delivery_attempts, base_delay=settings.delivery_backoff_seconds
     )
-    relays: list[Relay] = []
-    storages: dict[str, Storage] = {}
     memory_relay = Relay("memory", outbox, bus.deliver, clock, policy)
     outbox.on_add = memory_relay.notify
-    relays.append(memory_relay)
+    relays = [memory_relay]
+    storages: dict[str, Storage] = {}
+    timers: list[ScheduledTimer] = []
     for module in modules:
-        if module.name not in hosted_names:
-            continue
-        if module.tables is None:
-            storages[module.name] = MemoryStorage(registry, outbox.add)
-            continue
-        storage = SqlStorage(database, module.name, registry, codec, clock)
-        relay = Relay(module.name, SqlOutboxStore(storage), bus.deliver, clock, policy)
-        storage.on_commit = relay.notify
+        storage, relay = _storage(module, database, registry, codec, clock, outbox, bus, policy)
         storages[module.name] = storage
-        relays.append(relay)
+        if relay is not None:
+            relays.append(relay)
+        timers.extend(
+            ScheduledTimer(module.name, timer, storage.claim_tick) for timer in module.timers
+        )
 
     dispatcher = Dispatcher(registry, storages, container.resolve)
+    receiver = Receiver(dispatcher, codec)
     local: Transport
     if transport == "inprocess":
         local = InProcessTransport(dispatcher)
     else:
-        local = LoopbackTransport(dispatcher, codec)
+        local = LoopbackTransport(receiver, codec)
     if wrap_transport is not None:
         local = wrap_transport(local)
-    bus.connect({name: local for name in hosted_names})
+    transports: dict[str, Transport] = {module.name: local for module in modules}
+    for name, entry in remote.items():
+        if entry.transport is not None:
+            transports[name] = entry.transport
+    bus.connect(transports)
+    return Runtime(
+        bus=bus,
+        relays=relays,
+        timers=timers,
+        clock=clock,
+        container=container,
+        receiver=receiver,
+    )
 
-    timers = [timer for module in modules if module.name in hosted_names for timer in module.timers]
-    return Runtime(bus=bus, relays=relays, timers=timers, clock=clock, container=container)
+
+def _container(
+    settings: Settings,
+    clock: Clock,
+    modules: Sequence[Module],
+    ports: Mapping[type[Any], Any] | None,
+    payment_provider: PaymentProvider | None,
+    password_hasher: PasswordHasher | None,
+    token_issuer: TokenIssuer | None,
+) -> punq.Container:
+    """The punq container with the process's ports; the modules' wiring adds the rest."""
+    container = punq.Container()
+    container.register(Transaction, instance=Transaction())
+    container.register(Clock, instance=clock)
+    container.register(Settings, instance=settings)
+    # A module's ports are imported only where it runs: a service imports no other
+    # module's code than its contracts.
+    hosted = {module.name for module in modules}
+    bound = dict(ports or {})
+    if payment_provider is not None:
+        from modules.payments.ports import PaymentProvider
+
+        bound[PaymentProvider] = payment_provider
+    if "identity" in hosted:
+        from adapters.auth.passwords import Argon2PasswordHasher
+        from adapters.http.auth import JwtTokenIssuer
+        from modules.identity.ports import PasswordHasher, TokenIssuer
+
+        bound[PasswordHasher] = password_hasher or Argon2PasswordHasher(settings.password_hash_cost)
+        bound[TokenIssuer] = token_issuer or JwtTokenIssuer(
+            settings.jwt_secret, settings.jwt_ttl_seconds
+        )
+    if "ordering" in hosted:
+        from modules.ordering.ports import OrderingSettings
+
+        bound.setdefault(
+            OrderingSettings,
+            OrderingSettings(order_timeout_seconds=settings.order_timeout_seconds),
+        )
+    for port, implementation in bound.items():
+        container.register(port, instance=implementation)
+    return container
 
 
-async def create_tables(database: Database, modules: Sequence[Module] | None = None) -> None:
-    """Create each module's tables and its outbox, inbox and dead-letter tables."""
+def _storage(
+    module: Module,
+    database: Database | Mapping[str, Database],
+    registry: Registry,
+    codec: Codec,
+    clock: Clock,
+    outbox: MemoryOutbox,
+    bus: MessageBus,
+    policy: RetryPolicy,
+) -> tuple[Storage, Relay | None]:
+    """Where ``module`` keeps its state, and the relay of its outbox (SQL storage only)."""
+    if module.tables is None:
+        return MemoryStorage(registry, outbox.add), None
+    own = database if isinstance(database, Database) else database[module.name]
+    storage = SqlStorage(own, module.name, registry, codec, clock)
+    relay = Relay(module.name, SqlOutboxStore(storage), bus.deliver, clock, policy)
+    storage.on_commit = relay.notify
+    return storage, relay
+
+
+async def create_tables(
+    database: Database | Mapping[str, Database], modules: Sequence[Module] | None = None
+) -> None:
+    """Create each module's tables and its outbox, inbox and dead-letter tables, in its own
+    database (``database``: one for all, or one per module)."""
     modules = list(modules) if modules is not None else shop_modules()
-    metadatas = []
     for module in modules:
-        if module.tables is not None:
-            metadatas.append(module.tables)
-            metadatas.append(messaging_tables(module.name).metadata)
-    await database.create_all(metadatas)
+        if module.tables is None:
+            continue
+        own = database if isinstance(database, Database) else database[module.name]
+        await own.create_all([module.tables, messaging_tables(module.name).metadata])

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from kernel.errors import ConfigurationError
 from kernel.ids import new_message_id
 from kernel.messages import Command, Envelope, Event, Message, Principal, Query, message_name
-from kernel.registry import Endpoint, Registry
+from kernel.registry import Registry
 from kernel.relay import MemoryOutbox
 from kernel.unit_of_work import current_unit_of_work, fan_out
 
@@ -62,15 +62,17 @@ class Bus(Protocol):
 
 
 class Transport(Protocol):
-    """Carries messages to the endpoints of modules, in this process or another."""
+    """Carries messages to the modules they are for, in this process or another."""
 
-    def requester(self, endpoint: Endpoint) -> Call:
-        """A call that runs ``endpoint`` on a command or query and returns its result."""
+    def requester(self, module: str, message: type[Message]) -> Call:
+        """A call that runs ``module``'s handler of ``message`` (a command or query) and
+        returns its result or raises its typed error."""
         ...
 
-    def deliverer(self, endpoint: Endpoint) -> Call:
-        """A call that delivers an event or deferred command to ``endpoint`` exactly once in
-        effect (the receiving inbox drops repeats); it raises if the delivery failed."""
+    def deliverer(self, module: str) -> Call:
+        """A call that delivers an event or deferred command to ``module``'s handlers,
+        exactly once in effect (the receiving inbox drops repeats); it raises if the
+        delivery failed, and the relay tries again."""
         ...
 
 
@@ -94,18 +96,17 @@ class MessageBus:
         """Route each module's messages through its transport (module name -> transport).
 
         Separate from construction because handlers receive the bus as a collaborator
-        before the transports that call those handlers exist.
+        before the transports that call those handlers exist. A module with no transport
+        cannot be reached from this process.
         """
-        for cls, endpoint in self.registry.routes.items():
-            transport = transports.get(endpoint.module)
-            if transport is not None:
+        for cls, module in self.registry.owners.items():
+            transport = transports.get(module)
+            if transport is not None and issubclass(cls, Command | Query):
                 self._routes[cls] = _Route(
-                    message_name(cls), cls.version, transport.requester(endpoint)
+                    message_name(cls), cls.version, transport.requester(module, cls)
                 )
-        for name, endpoint in self.registry.endpoints.items():
-            transport = transports.get(endpoint.module)
-            if transport is not None:
-                self._deliverers[name] = transport.deliverer(endpoint)
+        for module, transport in transports.items():
+            self._deliverers[module] = transport.deliverer(module)
 
     def _envelope(
         self, route: _Route, principal: Principal | None, deadline: float | None
@@ -120,15 +121,11 @@ class MessageBus:
                 deadline=deadline,
             )
         parent = unit.envelope
-        return Envelope(
-            message_id=new_message_id(),
-            name=route.name,
-            version=route.version,
-            correlation_id=parent.correlation_id or parent.message_id,
-            causation_id=parent.message_id,
-            principal=principal or parent.principal,
-            traceparent=parent.traceparent,
-            tracestate=parent.tracestate,
+        return parent.child(
+            new_message_id(),
+            route.name,
+            route.version,
+            principal=principal,
             deadline=deadline or parent.deadline,
         )
 
@@ -147,8 +144,7 @@ class MessageBus:
         principal: Principal | None = None,
         deadline: float | None = None,
     ) -> R:
-        route = self._routes.get(type(command)) or self._route(command)
-        result: R = await route.call(command, self._envelope(route, principal, deadline))
+        result: R = await self._request(command, principal, deadline)
         return result
 
     async def ask(
@@ -158,9 +154,14 @@ class MessageBus:
         principal: Principal | None = None,
         deadline: float | None = None,
     ) -> R:
-        route = self._routes.get(type(query)) or self._route(query)
-        result: R = await route.call(query, self._envelope(route, principal, deadline))
+        result: R = await self._request(query, principal, deadline)
         return result
+
+    async def _request(
+        self, message: Message, principal: Principal | None, deadline: float | None
+    ) -> Any:
+        route = self._routes.get(type(message)) or self._route(message)
+        return await route.call(message, self._envelope(route, principal, deadline))
 
     async def publish(self, event: Event) -> None:
         self._emit(event)
@@ -177,9 +178,9 @@ class MessageBus:
             self._outbox.add(fan_out(self.registry, None, [message]))
 
     async def deliver(self, target: str, envelope: Envelope, message: Message) -> None:
-        """Deliver one outbox record to the handler called ``target`` (used by relays)."""
+        """Deliver one outbox record to module ``target`` (used by relays)."""
         try:
             deliverer = self._deliverers[target]
         except KeyError:
-            raise ConfigurationError(f"handler {target!r} is not reachable from here") from None
+            raise ConfigurationError(f"module {target!r} is not reachable from here") from None
         await deliverer(message, envelope)

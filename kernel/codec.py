@@ -13,7 +13,13 @@ from typing import Any, Literal
 
 import msgspec
 
-from kernel.errors import PoisonMessage, WireError, error_from_wire, error_to_wire
+from kernel.errors import (
+    InternalError,
+    PoisonMessage,
+    WireError,
+    error_from_wire,
+    error_to_wire,
+)
 from kernel.messages import Envelope, Message, message_name, result_type
 
 Format = Literal["json", "msgpack"]
@@ -106,8 +112,12 @@ class Codec:
         return self._encode(_Reply(result=self._null, error=error_to_wire(error)))
 
     def decode_reply(self, data: bytes, message: type[Message]) -> Any:
-        """The result of ``message`` from a reply, or raise the typed error it carries."""
-        reply = self._reply.decode(data)
+        """The result of ``message`` from a reply, or raise the typed error it carries (a
+        ``PoisonMessage`` when the receiver could not read the frame)."""
+        try:
+            reply = self._reply.decode(data)
+        except msgspec.DecodeError as error:
+            raise InternalError(f"unreadable reply to {message_name(message)}: {error}") from error
         if reply.error is not None:
             raise error_from_wire(reply.error)
         decoder = self._result_decoders.get(message)

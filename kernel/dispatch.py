@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernel.binding import BoundHandler, bind
-from kernel.errors import ConcurrencyConflict, ConfigurationError, DuplicateDelivery, Unavailable
+from kernel.errors import (
+    ConcurrencyConflict,
+    ConfigurationError,
+    DuplicateDelivery,
+    PoisonMessage,
+    Unavailable,
+)
 from kernel.messages import Envelope, Message
 from kernel.registry import Endpoint, Registry
 from kernel.unit_of_work import Storage
@@ -47,16 +53,17 @@ class Dispatcher:
         for name, endpoint in registry.endpoints.items():
             storage = storages.get(endpoint.module)
             if storage is None:
-                continue  # the module runs in another process
+                raise ConfigurationError(f"module {endpoint.module!r} has no storage")
             self.local[name] = LocalEndpoint(
                 endpoint=endpoint,
                 call=bind(endpoint.handler, resolve, f"handler {name}"),
                 storage=storage,
             )
+        self._receivers: dict[tuple[str, type[Message]], tuple[LocalEndpoint, ...]] = {}
 
     def hosts(self, module: str) -> bool:
         """Whether ``module`` runs in this process."""
-        return any(local.endpoint.module == module for local in self.local.values())
+        return self.registry.hosts(module)
 
     def endpoint(self, name: str) -> LocalEndpoint:
         """The local endpoint called ``name``."""
@@ -64,6 +71,37 @@ class Dispatcher:
             return self.local[name]
         except KeyError:
             raise ConfigurationError(f"handler {name!r} does not run in this process") from None
+
+    def handler_of(self, message: type[Message]) -> LocalEndpoint:
+        """The local handler of a command or query."""
+        endpoint = self.registry.handlers.get(message)
+        if endpoint is None:
+            raise ConfigurationError(f"no module hosted here handles {message.__qualname__}")
+        return self.local[endpoint.name]
+
+    async def request(self, message: Message, envelope: Envelope) -> Any:
+        """Run the handler of a command or query and return its result."""
+        endpoint = self.registry.handlers.get(type(message))
+        if endpoint is None:
+            raise PoisonMessage(f"no module hosted here handles {envelope.name}")
+        return await self.handle(self.local[endpoint.name], message, envelope, once=False)
+
+    async def deliver(self, module: str, message: Message, envelope: Envelope) -> None:
+        """Run every handler of hosted ``module`` for an event or deferred command, each in
+        its own unit of work and at most once in effect (the inbox drops repeats).
+
+        If one fails, the error goes back to the sender, who delivers again later: the
+        handlers that had succeeded find the message in their inbox and do nothing.
+        """
+        key = (module, type(message))
+        receivers = self._receivers.get(key)
+        if receivers is None:
+            found = self.registry.receivers(module, type(message))
+            if not found:
+                raise PoisonMessage(f"module {module!r} does not handle {envelope.name} here")
+            receivers = self._receivers[key] = tuple(self.local[e.name] for e in found)
+        for local in receivers:
+            await self.handle(local, message, envelope, once=True)
 
     async def handle(
         self, local: LocalEndpoint, message: Message, envelope: Envelope, *, once: bool

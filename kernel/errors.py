@@ -136,14 +136,22 @@ class WireError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     field: str | None = None
 
 
+#: The wire kind of a ``PoisonMessage``: the receiver could not read what it was sent.
+POISON = "Poison"
+
+
 def error_to_wire(error: BaseException) -> WireError:
     """Describe ``error`` for the wire; anything untyped becomes ``Internal``."""
     if isinstance(error, CleaveError):
         return WireError(kind=error.kind, detail=error.detail, code=error.code, field=error.field)
+    if isinstance(error, PoisonMessage):
+        return WireError(kind=POISON, detail=error.reason)
     return WireError(kind="Internal", detail=f"{type(error).__name__}: {error}")
 
 
-def error_from_wire(wire: WireError) -> CleaveError:
+def error_from_wire(wire: WireError) -> CleaveError | PoisonMessage:
     """Rebuild the typed error described by ``wire`` (``InternalError`` for unknown kinds)."""
+    if wire.kind == POISON:
+        return PoisonMessage(wire.detail)
     cls = ERROR_KINDS.get(wire.kind, InternalError)
     return cls(wire.detail, code=wire.code, field=wire.field)

@@ -77,17 +77,31 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     deadline: float | None = None
     attempt: int = 1
 
-    def child(self, message_id: str, name: str, version: int) -> Envelope:
-        """The envelope of a message emitted while handling this one."""
+    def child(
+        self,
+        message_id: str,
+        name: str,
+        version: int,
+        *,
+        principal: Principal | None = None,
+        deadline: float | None = None,
+    ) -> Envelope:
+        """The envelope of a message sent or emitted while handling this one.
+
+        It keeps the correlation, the trace and the caller (unless ``principal`` replaces it).
+        A message emitted through the outbox is delivered later and gets no ``deadline``; a
+        synchronous call passes its own, or this one's, since its caller is still waiting.
+        """
         return Envelope(
             message_id=message_id,
             name=name,
             version=version,
             correlation_id=self.correlation_id or self.message_id,
             causation_id=self.message_id,
-            principal=self.principal,
+            principal=principal or self.principal,
             traceparent=self.traceparent,
             tracestate=self.tracestate,
+            deadline=deadline,
         )
 
 

@@ -9,6 +9,9 @@ from typing import Any
 
 from kernel.messages import Command, Event, Message, Query
 
+#: The name, in a module's contracts, of the tuple of events the module subscribes to.
+SUBSCRIBES_TO = "SUBSCRIBES_TO"
+
 #: A handler is a plain async function: the message first, injected collaborators after it.
 Handler = Callable[..., Awaitable[Any]]
 #: ``register(container)``: binds the module's collaborators in the punq container.
@@ -59,16 +62,31 @@ class Module:
 
     def declared_messages(self) -> list[type[Message]]:
         """Every command, query and event class defined in the module's contracts."""
-        found: list[type[Message]] = []
-        for value in vars(self.contracts).values():
-            if (
-                isinstance(value, type)
-                and issubclass(value, (Command, Query, Event))
-                and value.__module__ == self.contracts.__name__
-                and isinstance(value.__struct_config__.tag, str)
-            ):
-                found.append(value)
-        return found
+        return declared_messages(self.contracts)
+
+
+def declared_messages(contracts: ModuleType) -> list[type[Message]]:
+    """Every command, query and event class defined in a module's ``contracts``."""
+    found: list[type[Message]] = []
+    for value in vars(contracts).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, (Command, Query, Event))
+            and value.__module__ == contracts.__name__
+            and isinstance(value.__struct_config__.tag, str)
+        ):
+            found.append(value)
+    return found
+
+
+def subscribed_events(contracts: ModuleType) -> tuple[type[Event], ...]:
+    """The events a module's ``contracts`` say it subscribes to (its ``SUBSCRIBES_TO``).
+
+    They are part of the module's public surface: a process that hosts the publisher of one
+    of them, and not this module, still knows from the contracts alone to deliver it here.
+    """
+    events = getattr(contracts, SUBSCRIBES_TO, ())
+    return tuple(events)
 
 
 def handler_name(module: str, handler: Handler) -> str:

@@ -5,17 +5,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kernel.bus import MessageBus
 from kernel.clock import Clock
-from kernel.messages import SYSTEM
+from kernel.messages import SYSTEM, message_name
 from kernel.module import Timer
+from kernel.receiver import Receiver
 from kernel.relay import Relay
 
 log = logging.getLogger("cleave.runtime")
+
+#: Asks the module's storage whether this process fires a timer now: ``(name, every)`` in,
+#: True for exactly one of the instances of the module in each period.
+ClaimTick = Callable[[str, float], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class ScheduledTimer:
+    """A timer of a module hosted here, and how its instances agree on who fires it."""
+
+    module: str
+    timer: Timer
+    claim: ClaimTick
+
+    @property
+    def name(self) -> str:
+        return message_name(type(self.timer.command))
 
 
 @dataclass
@@ -24,10 +42,14 @@ class Runtime:
 
     bus: MessageBus
     relays: Sequence[Relay]
-    timers: Sequence[Timer]
+    timers: Sequence[ScheduledTimer]
     clock: Clock
     #: The composition's container, for entrypoints that need a collaborator (CLI, tests).
     container: Any = None
+    #: The receiving side of this process, for transports that bring messages in.
+    receiver: Receiver | None = None
+    #: Closed, in order, after the relays stopped (clients of remote transports).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _timer_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     started: bool = False
 
@@ -36,7 +58,7 @@ class Runtime:
         for relay in self.relays:
             relay.start()
         self._timer_tasks = [
-            asyncio.create_task(self._tick(timer), name=f"timer:{type(timer.command).__name__}")
+            asyncio.create_task(self._tick(timer), name=f"timer:{timer.name}")
             for timer in self.timers
         ]
         self.started = True
@@ -50,6 +72,11 @@ class Runtime:
                 await task
         self._timer_tasks = []
         await asyncio.gather(*(relay.stop(grace) for relay in self.relays))
+        for close in self.closers:
+            try:
+                await close()
+            except Exception:
+                log.exception("could not close %r", close)
         self.started = False
 
     async def settle(self, within: float = 30.0, interval: float = 0.005) -> bool:
@@ -73,10 +100,13 @@ class Runtime:
             await asyncio.sleep(interval)
         return False
 
-    async def _tick(self, timer: Timer) -> None:
+    async def _tick(self, scheduled: ScheduledTimer) -> None:
+        timer = scheduled.timer
         while True:
             await asyncio.sleep(timer.every)
             try:
-                await self.bus.send(timer.command, principal=SYSTEM)
+                # With several instances of the module, one of them fires in each period.
+                if await scheduled.claim(scheduled.name, timer.every):
+                    await self.bus.send(timer.command, principal=SYSTEM)
             except Exception:
-                log.exception("timer %s failed; it runs again in %ss", timer.command, timer.every)
+                log.exception("timer %s failed; it runs again in %ss", scheduled.name, timer.every)

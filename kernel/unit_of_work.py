@@ -33,7 +33,7 @@ current_unit_of_work: Callable[[], UnitOfWork | None] = _current.get
 
 @dataclass(frozen=True, slots=True)
 class PendingDelivery:
-    """One emitted message on its way to one handler."""
+    """One emitted message on its way to one module (``target``)."""
 
     target: str
     envelope: Envelope
@@ -44,7 +44,7 @@ class PendingDelivery:
 def fan_out(
     registry: Registry, parent: Envelope | None, messages: list[Message]
 ) -> list[PendingDelivery]:
-    """Turn emitted messages into one delivery per target handler, with child envelopes."""
+    """Turn emitted messages into one delivery per target module, with child envelopes."""
     deliveries: list[PendingDelivery] = []
     for message in messages:
         cls = type(message)
@@ -55,8 +55,8 @@ def fan_out(
         else:
             envelope = parent.child(message_id, name, cls.version)
         partition = partition_of(message)
-        for endpoint in registry.targets(cls):
-            deliveries.append(PendingDelivery(endpoint.name, envelope, message, partition))
+        for target in registry.targets(cls):
+            deliveries.append(PendingDelivery(target, envelope, message, partition))
     return deliveries
 
 
@@ -115,6 +115,11 @@ class Storage(Protocol):
 
     def unit_of_work(self, envelope: Envelope) -> UnitOfWork: ...
 
+    async def claim_tick(self, timer: str, every: float) -> bool:
+        """Whether this process fires ``timer`` now: true for one instance of the module
+        per period of ``every`` seconds, however many instances share the storage."""
+        ...
+
 
 class Transaction:
     """What a module's repositories receive: the connection of the message being handled.
@@ -150,6 +155,9 @@ class MemoryStorage:
 
     def unit_of_work(self, envelope: Envelope) -> UnitOfWork:
         return _MemoryUnitOfWork(envelope, self)
+
+    async def claim_tick(self, timer: str, every: float) -> bool:
+        return True  # memory is never shared: this process is the only instance
 
 
 class _MemoryUnitOfWork(UnitOfWork):

@@ -1,58 +1,42 @@
 """The loopback transport: in one process, but everything crosses the wire codec.
 
-Each envelope and message is encoded and decoded on its way in, and each result or error on
-its way back, exactly as over HTTP or a Redis queue. A message that cannot cross a process
-boundary, or an error that would lose its type, fails here, before the app is ever split.
+Each envelope and message is encoded and handed, as bytes, to the same ``Receiver`` the HTTP
+and Redis transports use; the reply comes back as bytes and is decoded, exactly as from
+another process. A message that cannot cross a process boundary, or an error that would lose
+its type, fails here, before the app is ever split.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from kernel.bus import Call
 from kernel.codec import Codec
-from kernel.dispatch import Dispatcher
-from kernel.errors import CleaveError
 from kernel.messages import Envelope, Message
-from kernel.registry import Endpoint
-
-log = logging.getLogger("cleave.loopback")
+from kernel.receiver import Receiver
 
 
 class LoopbackTransport:
-    """Runs local endpoints through the wire codec."""
+    """Runs local handlers through the wire codec."""
 
-    def __init__(self, dispatcher: Dispatcher, codec: Codec) -> None:
-        self._dispatcher = dispatcher
+    def __init__(self, receiver: Receiver, codec: Codec) -> None:
+        self._receiver = receiver
         self._codec = codec
 
-    def requester(self, endpoint: Endpoint) -> Call:
-        return self._call(endpoint, once=False)
-
-    def deliverer(self, endpoint: Endpoint) -> Call:
-        return self._call(endpoint, once=True)
-
-    def _call(self, endpoint: Endpoint, *, once: bool) -> Call:
-        local = self._dispatcher.endpoint(endpoint.name)
-        handle = self._dispatcher.handle
-        codec = self._codec
-        cls = endpoint.message
+    def requester(self, module: str, message: type[Message]) -> Call:
+        codec, request = self._codec, self._receiver.request
 
         async def call(message: Message, envelope: Envelope) -> Any:
-            frame = codec.encode(envelope, message)
-            # ---- what the receiving process does --------------------------------------
-            received_envelope, received_message = codec.decode(frame)
-            try:
-                result = await handle(local, received_message, received_envelope, once=once)
-            except CleaveError as error:
-                reply = codec.encode_error(error)
-            except Exception as error:
-                log.exception("%s failed in %s", received_envelope.name, endpoint.name)
-                reply = codec.encode_error(error)
-            else:
-                reply = codec.encode_result(result)
-            # ---- back in the calling process ------------------------------------------
-            return codec.decode_reply(reply, cls)
+            reply = await request(codec.encode(envelope, message))
+            return codec.decode_reply(reply, type(message))
+
+        return call
+
+    def deliverer(self, module: str) -> Call:
+        codec, deliver = self._codec, self._receiver.deliver
+
+        async def call(message: Message, envelope: Envelope) -> Any:
+            reply = await deliver(module, codec.encode(envelope, message))
+            return codec.decode_reply(reply, type(message))
 
         return call

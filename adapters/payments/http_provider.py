@@ -13,6 +13,11 @@ Every call to the provider:
 
 A decline is an answer, not a failure: it is returned and never trips the breaker. Whatever is
 not an answer becomes ``kernel.Unavailable`` with a detail that says why.
+
+The HTTP client is aiohttp (chosen by measurement: ``python -m bench.http_clients``). Its
+``ClientSession`` belongs to an event loop, and the adapter is sometimes built before any loop
+runs: the session is created on the first call, inside the running loop, and ``close()``
+closes it there. Use one adapter on one event loop.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 import msgspec
 import stamina
 from purgatory import AsyncCircuitBreakerFactory
@@ -49,8 +55,29 @@ class _ServerError(Exception):
         self.status = status
 
 
+#: aiohttp errors a retry may cure: the connection failed or broke, or the answer was garbled.
+#: (Not ``InvalidURL`` and the like: the address is wrong and stays wrong.)
+_TRANSPORT_ERRORS = (
+    aiohttp.ClientConnectionError,
+    aiohttp.ClientPayloadError,
+    aiohttp.ClientResponseError,
+)
+
+
 def _retryable(error: Exception) -> bool:
-    return isinstance(error, (_ServerError, httpx.TransportError, TimeoutError))
+    return isinstance(error, (_ServerError, TimeoutError, *_TRANSPORT_ERRORS))
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    """A whole answer of the provider, read within the attempt's deadline."""
+
+    status: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
 
 
 class _CaptureAnswer(msgspec.Struct, kw_only=True):
@@ -60,9 +87,10 @@ class _CaptureAnswer(msgspec.Struct, kw_only=True):
 
 
 _decode_answer = msgspec.json.Decoder(_CaptureAnswer).decode
+_encode = msgspec.json.Encoder().encode
 
 
-def _read_capture(response: httpx.Response) -> ProviderCharge:
+def _read_capture(response: _Response) -> ProviderCharge:
     """The provider's answer to a capture (inside the breaker: unreadable is a failure)."""
     try:
         answer = _decode_answer(response.content)
@@ -83,10 +111,10 @@ def _read_capture(response: httpx.Response) -> ProviderCharge:
     )
 
 
-def _read_void(response: httpx.Response) -> None:
-    if response.status_code != 200:
+def _read_void(response: _Response) -> None:
+    if response.status != 200:
         raise Unavailable(
-            f"the payment provider refused the void: HTTP {response.status_code}",
+            f"the payment provider refused the void: HTTP {response.status}",
             code=PROVIDER_UNAVAILABLE,
         )
 
@@ -94,9 +122,10 @@ def _read_void(response: httpx.Response) -> None:
 class HttpPaymentProvider:
     """``modules.payments.ports.PaymentProvider`` over the provider's HTTP API.
 
-    One pooled ``httpx.AsyncClient`` serves every call; ``close()`` releases it. The circuit
-    state is ``breaker_state`` ("closed", "opened" or "half-opened"); changes are logged on
-    ``cleave.payments.provider``.
+    One pooled ``aiohttp.ClientSession``, created by the first call in the running event loop,
+    serves every call; ``close()`` releases it, after which calls fail as unavailable. The
+    circuit state is ``breaker_state`` ("closed", "opened" or "half-opened"); changes are
+    logged on ``cleave.payments.provider``.
     """
 
     def __init__(
@@ -125,13 +154,11 @@ class HttpPaymentProvider:
             "wait_max": backoff_max,
             "wait_jitter": backoff_initial,
         }
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        #: Created by the first call, in the running loop (see ``_get_session``).
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
         self._breakers = AsyncCircuitBreakerFactory(
             default_threshold=breaker_threshold,
             default_ttl=breaker_cooldown,
@@ -167,8 +194,11 @@ class HttpPaymentProvider:
         return str(self._breaker.context.state)
 
     async def close(self) -> None:
-        """Release the connection pool."""
-        await self._client.aclose()
+        """Release the connection pool (on the event loop that used it). Idempotent."""
+        self._closed = True
+        session, self._session, self._session_loop = self._session, None, None
+        if session is not None:
+            await session.close()
 
     # -- the port ---------------------------------------------------------------------------
 
@@ -190,8 +220,13 @@ class HttpPaymentProvider:
     # -- the machinery ----------------------------------------------------------------------
 
     async def _call(
-        self, operation: str, path: str, key: str, body: Any, read: Callable[[httpx.Response], T]
+        self, operation: str, path: str, key: str, body: Any, read: Callable[[_Response], T]
     ) -> T:
+        if self._closed:
+            raise Unavailable(
+                f"payment {operation}: the payment provider adapter is closed",
+                code=PROVIDER_UNAVAILABLE,
+            )
         breaker = await self._get_breaker()
         trial = breaker.context.state != "closed"
         if trial and self._trial_in_flight:
@@ -217,7 +252,7 @@ class HttpPaymentProvider:
                 self._trial_in_flight = False
 
     async def _attempts(
-        self, operation: str, path: str, key: str, body: Any, read: Callable[[httpx.Response], T]
+        self, operation: str, path: str, key: str, body: Any, read: Callable[[_Response], T]
     ) -> T:
         made = 0
         try:
@@ -227,7 +262,7 @@ class HttpPaymentProvider:
                 with attempt:
                     made = attempt.num
                     return read(await self._attempt(path, key, body))
-        except (TimeoutError, httpx.TimeoutException) as error:
+        except TimeoutError as error:  # also aiohttp's own timeouts
             raise Unavailable(
                 f"payment {operation}: the provider did not answer within {self.timeout}s "
                 f"({made} attempts)",
@@ -238,7 +273,7 @@ class HttpPaymentProvider:
                 f"payment {operation}: the provider answered {error.status} after {made} attempts",
                 code=PROVIDER_UNAVAILABLE,
             ) from error
-        except httpx.TransportError as error:
+        except aiohttp.ClientError as error:
             raise Unavailable(
                 f"payment {operation}: cannot reach the provider at {self.url}: "
                 f"{type(error).__name__} {error} ({made} attempts)",
@@ -246,11 +281,24 @@ class HttpPaymentProvider:
             ) from error
         raise AssertionError("unreachable: stamina either returns or raises")
 
-    async def _attempt(self, path: str, key: str, body: Any) -> httpx.Response:
+    async def _attempt(self, path: str, key: str, body: Any) -> _Response:
+        session = self._get_session()
         # The same Idempotency-Key on every attempt: the provider charges once per key.
+        headers = {"Idempotency-Key": key}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = _encode(body)
+        # The deadline covers the whole attempt: connecting, sending and reading the body.
         async with asyncio.timeout(self.timeout):
-            response = await self._client.post(path, json=body, headers={"Idempotency-Key": key})
-        status = response.status_code
+            async with session.post(
+                self.url + path,  # the key in ``path`` is escaped, and stays so
+                data=data,
+                headers=headers,
+                allow_redirects=False,
+            ) as answer:
+                response = _Response(answer.status, await answer.read())
+        status = response.status
         if status >= 500:
             raise _ServerError(status)
         if status in _ANSWERS:
@@ -261,6 +309,30 @@ class HttpPaymentProvider:
             f"the payment provider refused the request: HTTP {status} {response.text[:200]}",
             code=PROVIDER_UNAVAILABLE,
         )
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        """The pooled session, created on first use in the running event loop."""
+        if self._closed:  # close() ran while this call was on its way
+            raise Unavailable("the payment provider adapter is closed", code=PROVIDER_UNAVAILABLE)
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is None:
+            # No await between the check and the assignment: one session per adapter.
+            session = aiohttp.ClientSession(
+                headers=self._headers,
+                # Idle connections are dropped after 5 s, as httpx did: servers often close
+                # theirs after about that long, and a reused closed one costs an attempt.
+                connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=5.0),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                raise_for_status=False,
+            )
+            self._session, self._session_loop = session, loop
+        elif self._session_loop is not loop:  # pragma: no cover - a misuse, said plainly
+            raise RuntimeError(
+                "HttpPaymentProvider is used on another event loop than the one it first ran "
+                "on; build one adapter per event loop and close() it there"
+            )
+        return session
 
     async def _get_breaker(self) -> Any:
         if self._breaker is None:

@@ -1,4 +1,4 @@
-"""The outbox, inbox and dead-letter tables each module gets in its own database.
+"""The outbox, inbox, dead-letter and timer tables each module gets in its own database.
 
 They are named after the module (``ordering_outbox``...), so no two modules share a table,
 and they live beside the module's own tables so that a state change, the messages it emits
@@ -31,6 +31,7 @@ class MessagingTables:
     outbox: Table
     inbox: Table
     dead_letters: Table
+    timers: Table
 
 
 _cache: dict[str, MessagingTables] = {}
@@ -100,4 +101,12 @@ def _define(module: str) -> MessagingTables:
         Column("failed_at", Float, nullable=False),
         sqlite_autoincrement=True,
     )
-    return MessagingTables(metadata, outbox, inbox, dead_letters)
+    # When each timer of the module fires next: the instances of a module share it, so one
+    # of them fires in each period.
+    timers = Table(
+        f"{module}_timers",
+        metadata,
+        Column("name", String(200), primary_key=True),
+        Column("next_run_at", Float, nullable=False),
+    )
+    return MessagingTables(metadata, outbox, inbox, dead_letters, timers)

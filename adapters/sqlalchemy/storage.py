@@ -90,6 +90,29 @@ class SqlStorage:
     def unit_of_work(self, envelope: Envelope) -> UnitOfWork:
         return SqlUnitOfWork(envelope, self)
 
+    async def claim_tick(self, timer: str, every: float) -> bool:
+        now = self.clock.now()
+        timers = self.tables.timers
+        # A tick a little early still counts (sleeps drift), so a period is never skipped.
+        due = timers.c.next_run_at <= now + every / 10
+        async with write_transaction(self.database) as connection:
+            claimed = await connection.execute(
+                update(timers).where(timers.c.name == timer, due).values(next_run_at=now + every)
+            )
+            if claimed.rowcount == 1:
+                return True
+            known = await connection.scalar(select(timers.c.name).where(timers.c.name == timer))
+            if known is not None:
+                return False  # another instance fired it in this period
+            try:
+                async with connection.begin_nested():
+                    await connection.execute(
+                        insert(timers).values(name=timer, next_run_at=now + every)
+                    )
+            except IntegrityError:
+                return False  # another instance claimed the first period
+            return True
+
     def outbox_rows(self, unit: UnitOfWork) -> list[dict[str, Any]]:
         now = self.clock.now()
         encode = self.codec.encode_body

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from kernel import Command, Event, Query
-from modules.catalog.contracts import Sku
+from modules.catalog.contracts import ProductAdded, Sku
 
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -122,3 +122,7 @@ class StockRestocked(Event, frozen=True, kw_only=True, tag="inventory.StockResto
     sku: Sku
     quantity: Quantity
     on_hand: int
+
+
+#: The events of other modules inventory reacts to: a new product gets a stock record at zero.
+SUBSCRIBES_TO = (ProductAdded,)

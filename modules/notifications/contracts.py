@@ -10,6 +10,8 @@ from typing import Annotated
 import msgspec
 
 from kernel import Query
+from modules.identity.contracts import UserRegistered
+from modules.ordering.contracts import OrderCancelled, OrderConfirmed, OrderRejected
 
 
 class Notification(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,3 +29,7 @@ class ListNotifications(
     """The principal's notifications, newest first."""
 
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+
+
+#: The events notifications turns into messages to users.
+SUBSCRIBES_TO = (UserRegistered, OrderConfirmed, OrderCancelled, OrderRejected)

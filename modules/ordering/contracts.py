@@ -15,7 +15,19 @@ import msgspec
 
 from kernel import Command, Event, Query
 from modules.catalog.contracts import Currency, Sku
-from modules.payments.contracts import PaymentToken
+from modules.inventory.contracts import (
+    StockReleased,
+    StockReservationFailed,
+    StockReserved,
+    StockSold,
+)
+from modules.payments.contracts import (
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentFailed,
+    PaymentToken,
+    PaymentVoided,
+)
 
 OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000)]
@@ -124,3 +136,16 @@ class OrderCancelled(Event, frozen=True, kw_only=True, tag="ordering.OrderCancel
     order_id: OrderId
     customer_id: str
     reason: str
+
+
+#: The events of other modules ordering reacts to: each advances the saga of one order.
+SUBSCRIBES_TO = (
+    StockReserved,
+    StockReservationFailed,
+    StockSold,
+    StockReleased,
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentFailed,
+    PaymentVoided,
+)

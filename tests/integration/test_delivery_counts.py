@@ -70,6 +70,6 @@ async def test_concurrent_orders_are_delivered_once_each(
     repeated = {key: count for key, count in plan.attempts.items() if count > 1}
     assert not repeated, repeated
     # each order went through every step of its saga
-    per_handler = Counter(name for name, _ in plan.attempts)
-    assert per_handler["inventory.reserve_stock"] == 40
-    assert per_handler["ordering.on_stock_sold"] == 40
+    per_target = Counter(target for target, _ in plan.attempts)
+    assert per_target["inventory <- inventory.ReserveStock"] == 40
+    assert per_target["ordering <- inventory.StockSold"] == 40

@@ -16,7 +16,6 @@ from typing import Any
 
 from kernel.bus import Call, Transport
 from kernel.messages import Envelope, Message
-from kernel.registry import Endpoint
 
 
 class InjectedFault(RuntimeError):
@@ -32,7 +31,8 @@ class FaultPlan:
     after: float = 0.0
     enabled: bool = True
     injected: dict[str, int] = field(default_factory=lambda: {"before": 0, "after": 0})
-    #: Every delivery attempt, by (handler, message id): more than one means a redelivery.
+    #: Every delivery attempt, by ("module <- message name", message id): more than one
+    #: means a redelivery.
     attempts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -56,23 +56,24 @@ class FaultyTransport:
         self._inner = inner
         self._plan = plan
 
-    def requester(self, endpoint: Endpoint) -> Call:
-        return self._inner.requester(endpoint)
+    def requester(self, module: str, message: type[Message]) -> Call:
+        return self._inner.requester(module, message)
 
-    def deliverer(self, endpoint: Endpoint) -> Call:
-        deliver = self._inner.deliverer(endpoint)
+    def deliverer(self, module: str) -> Call:
+        deliver = self._inner.deliverer(module)
         plan = self._plan
 
         async def faulty(message: Message, envelope: Envelope) -> Any:
-            plan.attempts[(endpoint.name, envelope.message_id)] += 1
+            target = f"{module} <- {envelope.name}"
+            plan.attempts[(target, envelope.message_id)] += 1
             fault = plan.draw()
             if fault == "before":
                 plan.injected["before"] += 1
-                raise InjectedFault(f"{endpoint.name}: injected before handling")
+                raise InjectedFault(f"{target}: injected before handling")
             result = await deliver(message, envelope)
             if fault == "after":
                 plan.injected["after"] += 1
-                raise InjectedFault(f"{endpoint.name}: injected after the handler committed")
+                raise InjectedFault(f"{target}: injected after the handler committed")
             return result
 
         return faulty

@@ -6,6 +6,7 @@ import sys
 import textwrap
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,11 +14,12 @@ from entrypoints.bootstrap import shop_modules
 from kernel import Command, ConfigurationError, Event, Module, Query, Registry
 
 
-def contracts_module(name: str, **classes: type) -> types.ModuleType:
+def contracts_module(name: str, **classes: Any) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__file__ = __file__
     for cls in classes.values():
-        cls.__module__ = name
+        if isinstance(cls, type):
+            cls.__module__ = name
     module.__dict__.update(classes)
     return module
 
@@ -38,7 +40,9 @@ class Stray(Event, frozen=True, kw_only=True, tag="nowhere.Stray"):
     pass
 
 
-ALPHA = contracts_module("tests.fake.alpha.contracts", Ping=Ping, Peek=Peek, Pinged=Pinged)
+ALPHA = contracts_module(
+    "tests.fake.alpha.contracts", Ping=Ping, Peek=Peek, Pinged=Pinged, SUBSCRIBES_TO=(Pinged,)
+)
 BETA = contracts_module("tests.fake.beta.contracts")
 
 
@@ -99,9 +103,30 @@ def test_subscribers_and_handlers_are_found() -> None:
         subscriptions={Pinged: [on_pinged]},
     )
     registry = Registry([alpha])
-    assert [endpoint.name for endpoint in registry.targets(Ping)] == ["alpha.ping"]
-    assert [endpoint.name for endpoint in registry.targets(Pinged)] == ["alpha.on_pinged"]
+    assert registry.targets(Ping) == ["alpha"]
+    assert registry.targets(Pinged) == ["alpha"]
+    assert [endpoint.name for endpoint in registry.receivers("alpha", Ping)] == ["alpha.ping"]
+    assert [e.name for e in registry.receivers("alpha", Pinged)] == ["alpha.on_pinged"]
     assert registry.owner(Pinged) == "alpha"
+
+
+def test_a_remote_module_is_addressed_by_its_contracts_alone() -> None:
+    beta = Module(name="beta", contracts=BETA)
+    registry = Registry([beta], remote={"alpha": ALPHA})
+    assert registry.owner(Ping) == "alpha" and not registry.hosts("alpha")
+    assert registry.targets(Pinged) == ["alpha"]  # from alpha's SUBSCRIBES_TO
+    assert registry.handlers == {} and registry.receivers("alpha", Pinged) == []
+
+
+def test_a_subscription_the_contracts_do_not_list_is_refused() -> None:
+    silent = contracts_module("tests.fake.silent.contracts")
+    gamma = Module(name="gamma", contracts=silent, subscriptions={Pinged: [on_pinged]})
+    with pytest.raises(ConfigurationError, match="do not list it in SUBSCRIBES_TO"):
+        Registry([gamma], remote={"alpha": ALPHA})
+    listing = contracts_module("tests.fake.listing.contracts", SUBSCRIBES_TO=(Pinged,))
+    delta = Module(name="delta", contracts=listing)
+    with pytest.raises(ConfigurationError, match="has no handler for it"):
+        Registry([delta], remote={"alpha": ALPHA})
 
 
 def test_a_module_importing_another_modules_internals_is_refused(tmp_path: Path) -> None:
