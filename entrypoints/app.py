@@ -1,8 +1,10 @@
-"""The ASGI app of the monolith: every module's routes over one bus, in one process."""
+"""The ASGI apps: the monolith, and each service of a split topology (the same code)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,12 +19,13 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.response import Response
 
 from adapters.http.auth import jwt_auth, provide_principal, role_guard
+from adapters.http.metrics import metrics_route
 from adapters.http.problems import EXCEPTION_HANDLERS, refuse_nul_characters
-from adapters.sqlalchemy.database import Database
-from entrypoints.bootstrap import bootstrap, create_tables, shop_modules
+from entrypoints.bootstrap import SHOP_PACKAGES
+from entrypoints.process import ProcessPlan, RunningProcess, monolith_plan, service_plan
 from entrypoints.settings import Settings, settings_from_environment
+from entrypoints.topology import load_topology
 from kernel.bus import Bus
-from kernel.messages import SYSTEM
 from kernel.runtime import Runtime
 
 log = logging.getLogger("cleave.app")
@@ -40,17 +43,35 @@ async def live() -> dict[str, str]:
 
 @get("/health/ready", exclude_from_auth=True, tags=["health"], summary="Ready for traffic")
 async def ready(state: State) -> Response[dict[str, Any]]:
+    """Ready when the runtime runs and every database of the process answers; a process
+    that calls other services also says which of them answer (without failing for them:
+    the rest of the API still works while one module is down)."""
     runtime: Runtime | None = state.get("runtime")
-    database: Database | None = state.get("database")
-    checks = {
+    process: RunningProcess | None = state.get("process")
+    databases = process.databases if process is not None else {}
+    answers = {id(db): await db.ping() for db in databases.values()}
+    checks: dict[str, bool] = {
         "runtime": runtime is not None and runtime.started,
-        "database": database is not None and await database.ping(),
+        "database": all(answers.values()),  # a gateway that hosts no module has none
     }
     ok = all(checks.values())
-    return Response(
-        {"status": "ok" if ok else "unavailable", "checks": checks},
-        status_code=200 if ok else 503,
-    )
+    body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "checks": checks}
+    if len(answers) > 1:
+        body["databases"] = {module: answers[id(db)] for module, db in databases.items()}
+    if process is not None and process.plan.remote:
+        body["remote"] = await remote_health(process)
+    return Response(body, status_code=200 if ok else 503)
+
+
+async def remote_health(process: RunningProcess) -> dict[str, dict[str, bool]]:
+    """Whether each instance of each remote module answers its liveness probe."""
+    client = process.http_client
+    found: dict[str, dict[str, bool]] = {}
+    for module, where in process.plan.remote.items():
+        found[module] = {}
+        for url in where.addresses:
+            found[module][url] = client is not None and await client.alive(url)
+    return found
 
 
 SWAGGER = SwaggerRenderPlugin()
@@ -68,66 +89,51 @@ def _rate_limited(request: Request[Any, Any, Any]) -> bool:
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
-    """The monolith: all modules, their routes, and the runtime started in the lifespan."""
+    """The monolith (``cleave run``): every module, its routes, one process."""
     settings = settings or settings_from_environment()
-    modules = shop_modules()
+    return process_app(monolith_plan(settings), settings)
+
+
+def service_app() -> Litestar:
+    """The app of one service of a topology, for ``cleave serve`` (an ASGI factory: reads
+    ``CLEAVE_TOPOLOGY`` and ``CLEAVE_SERVICE`` from the environment)."""
+    settings = settings_from_environment()
+    topology = load_topology(os.environ["CLEAVE_TOPOLOGY"], list(SHOP_PACKAGES))
+    service = topology.service(os.environ["CLEAVE_SERVICE"])
+    return process_app(service_plan(topology, service), settings)
+
+
+def process_app(plan: ProcessPlan, settings: Settings) -> Litestar:
+    """The HTTP face of one process: the public API if ``plan.public``, and the internal
+    endpoints of the modules it hosts when other processes call them."""
+    process = RunningProcess(plan, settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        from adapters.payments.http_provider import HttpPaymentProvider
-        from adapters.payments.sandbox import SandboxPaymentProvider
-        from modules.identity.contracts import EnsureAdmin
-
-        for warning in settings.warnings():
-            log.warning(warning)
-        database = Database(settings.database_url, schema=settings.database_schema)
-        await create_tables(database, modules)
-        sandbox: SandboxPaymentProvider | None = None
-        provider_url = settings.payment_provider_url
-        if provider_url is None:
-            sandbox = SandboxPaymentProvider()
-            sandbox.start()
-            provider_url = sandbox.url
-            log.info("sandbox payment provider listening on %s", provider_url)
-        provider = HttpPaymentProvider.from_settings(provider_url, settings)
-        runtime = bootstrap(
-            database=database,
-            transport=settings.bus,
-            payment_provider=provider,
-            settings=settings,
-            modules=modules,
-        )
-        await runtime.start()
-        app.state.runtime = runtime
-        app.state.database = database
         try:
-            if settings.admin_email and settings.admin_password:
-                await runtime.bus.send(
-                    EnsureAdmin(email=settings.admin_email, password=settings.admin_password),
-                    principal=SYSTEM,
-                )
-                log.info("admin account %s is ready", settings.admin_email)
-            log.info(
-                "cleave is serving with %s over the %s bus",
-                database.display_url,
-                settings.bus,
-            )
+            app.state.runtime = await process.start()
+            app.state.process = process
             yield
         finally:
-            await runtime.stop(settings.shutdown_grace_seconds)
-            await provider.close()
-            if sandbox is not None:
-                sandbox.stop()
-            await database.dispose()
+            await process.stop()
 
+    routes: list[Any] = [live, ready, metrics_route(lambda state: state.get("runtime"))]
+    if plan.public:
+        routes.append(docs)
+        routes.extend(shop_routes())
+    if plan.hosted:
+        from adapters.bus.http.server import internal_router
+        from adapters.bus.http.signing import Verifier
+
+        verifier = Verifier(settings.service_key, settings.service_signature_window_seconds)
+        routes.append(
+            internal_router(lambda: process.receivers or None, verifier, frozenset(plan.hosted))
+        )
     auth = jwt_auth(settings.jwt_secret, settings.jwt_ttl_seconds)
     rate_limit = RateLimitConfig(
         rate_limit=("minute", settings.auth_rate_limit_per_minute),
         check_throttle_handler=_rate_limited,
     )
-    routes: list[Any] = [live, ready, docs]
-    for module in modules:
-        routes.extend(module.routes)
     return Litestar(
         route_handlers=routes,
         lifespan=[lifespan],
@@ -147,9 +153,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "payments and notifications over one message bus.",
             path="/schema",
             render_plugins=[SWAGGER, ScalarRenderPlugin(path="/scalar")],
-        ),
+        )
+        if plan.public
+        else None,
         request_max_body_size=settings.max_body_bytes,
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "plan": plan}),
         # Logging is the process's business (the CLI configures it), not the framework's.
         logging_config=None,
     )
+
+
+def shop_routes(names: list[str] | None = None) -> list[Any]:
+    """The public routes of the shop's modules: their ``api`` only, never their handlers."""
+    found: list[Any] = []
+    for name in names or list(SHOP_PACKAGES):
+        found.extend(importlib.import_module(f"{SHOP_PACKAGES[name]}.api").routes)
+    return found

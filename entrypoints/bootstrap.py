@@ -78,7 +78,7 @@ class Remote:
 def bootstrap(
     *,
     database: Database | Mapping[str, Database],
-    transport: TransportName = "inprocess",
+    transport: TransportName | Callable[[Receiver], Transport] = "inprocess",
     payment_provider: PaymentProvider | None = None,
     password_hasher: PasswordHasher | None = None,
     token_issuer: TokenIssuer | None = None,
@@ -93,7 +93,8 @@ def bootstrap(
     """Wire the modules of one process and return its runtime (not yet started).
 
     The ports are the outside world: the database (one for every hosted module, or one per
-    module), the transport between the modules hosted here, the payment provider, the
+    module), the transport between the modules hosted here (by name, or built from this
+    process's receiving side, as a test does to call itself over HTTP), the payment provider, the
     password hasher and token issuer (defaults built from ``settings``), and the clock.
     ``modules`` are the modules this process runs (default: the whole shop); ``remote`` the
     others, each with its contracts and the transport that reaches it. ``hosted`` narrows
@@ -122,16 +123,13 @@ def bootstrap(
             module.wiring(container)
 
     codec = Codec(registry.message_types(), "json")
-    policy = RetryPolicy(
-        max_attempts=settings.delivery_attempts, base_delay=settings.delivery_backoff_seconds
-    )
-    memory_relay = Relay("memory", outbox, bus.deliver, clock, policy)
+    memory_relay = Relay("memory", outbox, bus.deliver, clock, _retry_policy(settings))
     outbox.on_add = memory_relay.notify
     relays = [memory_relay]
     storages: dict[str, Storage] = {}
     timers: list[ScheduledTimer] = []
     for module in modules:
-        storage, relay = _storage(module, database, registry, codec, clock, outbox, bus, policy)
+        storage, relay = _storage(module, database, registry, codec, clock, outbox, bus, settings)
         storages[module.name] = storage
         if relay is not None:
             relays.append(relay)
@@ -144,8 +142,10 @@ def bootstrap(
     local: Transport
     if transport == "inprocess":
         local = InProcessTransport(dispatcher)
-    else:
+    elif transport == "loopback":
         local = LoopbackTransport(receiver, codec)
+    else:
+        local = transport(receiver)
     if wrap_transport is not None:
         local = wrap_transport(local)
     transports: dict[str, Transport] = {module.name: local for module in modules}
@@ -160,6 +160,12 @@ def bootstrap(
         clock=clock,
         container=container,
         receiver=receiver,
+    )
+
+
+def _retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.delivery_attempts, base_delay=settings.delivery_backoff_seconds
     )
 
 
@@ -214,14 +220,16 @@ def _storage(
     clock: Clock,
     outbox: MemoryOutbox,
     bus: MessageBus,
-    policy: RetryPolicy,
+    settings: Settings,
 ) -> tuple[Storage, Relay | None]:
     """Where ``module`` keeps its state, and the relay of its outbox (SQL storage only)."""
     if module.tables is None:
         return MemoryStorage(registry, outbox.add), None
     own = database if isinstance(database, Database) else database[module.name]
     storage = SqlStorage(own, module.name, registry, codec, clock)
-    relay = Relay(module.name, SqlOutboxStore(storage), bus.deliver, clock, policy)
+    policy = _retry_policy(settings)
+    store = SqlOutboxStore(storage, lease_seconds=settings.delivery_lease_seconds)
+    relay = Relay(module.name, store, bus.deliver, clock, policy)
     storage.on_commit = relay.notify
     return storage, relay
 

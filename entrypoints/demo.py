@@ -69,6 +69,23 @@ SCENARIOS = [
 ]
 
 
+async def run_demo_at(
+    url: str, admin_email: str, admin_password: str, *, out: TextIO | None = None
+) -> None:
+    """Run the demo against a running deployment (``cleave run`` or ``cleave up``) whose
+    identity ensures the admin ``admin_email`` (``CLEAVE_ADMIN_EMAIL``/``_PASSWORD``)."""
+    import httpx
+
+    out = out or sys.stdout
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    started = time.monotonic()
+    print(f"Cleave demo: the shop at {url}\n", file=out)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        demo = _Demo(client, admin_email)
+        await demo.run(admin_password)
+    _report(demo, out, time.monotonic() - started)
+
+
 async def run_demo(database_url: str | None = None, *, out: TextIO | None = None) -> None:
     """Run the demo against ``database_url`` (default: a fresh temporary SQLite file)."""
     out = out or sys.stdout
@@ -102,8 +119,9 @@ async def run_demo(database_url: str | None = None, *, out: TextIO | None = None
 class _Demo:
     """The demo's HTTP client and what it saw."""
 
-    def __init__(self, client: AsyncTestClient[Any]) -> None:
+    def __init__(self, client: Any, admin_email: str = ADMIN_EMAIL) -> None:
         self.client = client
+        self.admin_email = admin_email
         self.customer_id = ""
         self.restocked: dict[str, int] = {}
         self.orders: list[tuple[Scenario, dict[str, Any]]] = []
@@ -111,7 +129,7 @@ class _Demo:
         self.notifications: list[dict[str, Any]] = []
 
     async def run(self, admin_password: str) -> None:
-        admin = await self.log_in(ADMIN_EMAIL, admin_password)
+        admin = await self.log_in(self.admin_email, admin_password)
         for product in PRODUCTS:
             await self.add_product(admin, product)
         # A new address each run, so that a database given with --database-url can be reused.

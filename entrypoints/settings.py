@@ -6,6 +6,7 @@ from typing import Literal
 
 import msgspec
 
+from adapters.bus.http.signing import DEVELOPMENT_SERVICE_KEY
 from kernel.settings import load_settings
 
 #: The signing secret used when none is configured. Fine on a laptop, never in production:
@@ -14,6 +15,8 @@ DEVELOPMENT_JWT_SECRET = "cleave-development-secret-change-me-0123456789"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    #: "development" warns about unsafe defaults; "production" refuses to start with them.
+    env: Literal["development", "production"] = "development"
     #: Where state lives: a SQLite file by default, or e.g. postgresql://user@host/db.
     database_url: str = "sqlite+aiosqlite:///cleave.db"
     #: PostgreSQL only: keep every table in this schema (created if missing).
@@ -50,6 +53,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace_seconds: float = 10.0
     #: Argon2 cost: "default" for production, "low" for tests and demos.
     password_hash_cost: Literal["default", "low"] = "default"
+    #: HMAC key every service of a split deployment signs its internal calls with.
+    service_key: str = DEVELOPMENT_SERVICE_KEY
+    #: How far a signed request's timestamp may be from the receiver's clock, in seconds.
+    service_signature_window_seconds: float = 30.0
+    #: How long a call to a module in another process may take when its caller set no
+    #: deadline (deliveries, timers), in seconds.
+    remote_timeout_seconds: float = 10.0
+    #: Failed calls in a row that open the circuit of one remote instance, and how long it
+    #: stays open before one trial call.
+    remote_breaker_threshold: int = 5
+    remote_breaker_cooldown_seconds: float = 5.0
+    #: Wire format between services: "msgpack" (compact, fast) or "json" (readable).
+    wire_format: Literal["msgpack", "json"] = "msgpack"
+    #: The broker of modules reached over queues (transport "redis" in a topology).
+    broker: Literal["redis", "rabbitmq"] = "redis"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    #: How long a relay waits for a queued delivery's outcome before it sends it again
+    #: (the worker died); a worker reports each broker retry, which extends the wait.
+    delivery_ack_timeout_seconds: float = 30.0
+    #: PostgreSQL: how long an instance's claim on an outbox record lasts; past it, another
+    #: instance may deliver the record (the first one died). Longer than any delivery.
+    delivery_lease_seconds: float = 30.0
 
     def warnings(self) -> list[str]:
         """What is unsafe about these settings for anything but development."""
@@ -59,6 +85,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "CLEAVE_JWT_SECRET is not set: tokens are signed with the public development "
                 "secret. Set it (32+ random characters) before exposing the app."
             )
+        if self.service_key == DEVELOPMENT_SERVICE_KEY:
+            found.append(
+                "CLEAVE_SERVICE_KEY is not set: services of a split deployment sign their "
+                "internal calls with the public development key."
+            )
         if self.payment_provider_url and not self.payment_provider_key:
             found.append(
                 "CLEAVE_PAYMENT_PROVIDER_URL is set without CLEAVE_PAYMENT_PROVIDER_KEY: the "
@@ -66,6 +97,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.password_hash_cost == "low":
             found.append("CLEAVE_PASSWORD_HASH_COST=low: passwords are hashed cheaply.")
+        return found
+
+    def refusals(self, *, split: bool, strict: bool = False) -> list[str]:
+        """Why these settings must not run in production (``env=production``, or ``strict``
+        as for ``cleave serve``): empty when they may. A split deployment needs its own
+        service key as well."""
+        if self.env != "production" and not strict:
+            return []
+        found = []
+        if self.jwt_secret == DEVELOPMENT_JWT_SECRET or len(self.jwt_secret.encode()) < 32:
+            found.append(
+                "CLEAVE_JWT_SECRET must be set to a secret of at least 32 bytes in production "
+                "(for example: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if split and (
+            self.service_key == DEVELOPMENT_SERVICE_KEY or len(self.service_key.encode()) < 32
+        ):
+            found.append(
+                "CLEAVE_SERVICE_KEY must be set to a key of at least 32 bytes, the same for "
+                "every service, in production "
+                "(for example: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
         return found
 
 

@@ -56,6 +56,10 @@ class Codec:
         self._message_decoders: dict[type[Message], Any] = {}
         self._result_decoders: dict[type[Message], Any] = {}
 
+    def with_format(self, format: Format) -> Codec:
+        """A codec of the same messages in another wire format."""
+        return Codec(self._types.values(), format)
+
     # -- messages ---------------------------------------------------------------------------
 
     def encode(self, envelope: Envelope, message: Message) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,9 @@ class Dispatcher:
                 storage=storage,
             )
         self._receivers: dict[tuple[str, type[Message]], tuple[LocalEndpoint, ...]] = {}
+        #: Deliveries by (handler, outcome): "handled", or "repeat" when the inbox already
+        #: held the message (a redelivery, which had no second effect).
+        self.deliveries: Counter[tuple[str, str]] = Counter()
 
     def hosts(self, module: str) -> bool:
         """Whether ``module`` runs in this process."""
@@ -123,14 +127,18 @@ class Dispatcher:
                     await unit.exclusive()
                 if once and await unit.handled(local.endpoint.name):
                     await unit.rollback()
+                    self.deliveries[(local.endpoint.name, "repeat")] += 1
                     return None
                 result = await local.call(message, envelope)
                 if once:
                     unit.mark_handled(local.endpoint.name)
                 await unit.commit()
+                if once:
+                    self.deliveries[(local.endpoint.name, "handled")] += 1
                 return result
             except DuplicateDelivery:
                 await unit.rollback()
+                self.deliveries[(local.endpoint.name, "repeat")] += 1
                 return None
             except BaseException as error:
                 await unit.rollback()

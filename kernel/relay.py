@@ -71,6 +71,11 @@ class OutboxStore(Protocol):
         """How many records wait for delivery (due now or later)."""
         ...
 
+    async def release(self, records: Sequence[OutboxRecord]) -> None:
+        """Make records this relay took but will not deliver (it stops) due again now, for
+        whichever instance of the module reads the outbox next."""
+        ...
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -112,6 +117,7 @@ class Relay:
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._in_flight_records: dict[int, OutboxRecord] = {}
         #: Delivered records waiting to be removed from the outbox in the next batch.
         self._delivered: list[OutboxRecord] = []
         #: Records settled while a read of the outbox was under way: that read may still
@@ -140,7 +146,9 @@ class Relay:
             await self._loop_task
             self._loop_task = None
         if self._in_flight:
-            _, late = await asyncio.wait(list(self._in_flight.values()), timeout=grace)
+            records = dict(self._in_flight_records)
+            tasks = {task: record_id for record_id, task in self._in_flight.items()}
+            _, late = await asyncio.wait(list(tasks), timeout=grace)
             for task in late:
                 task.cancel()
             if late:
@@ -148,6 +156,10 @@ class Relay:
                 log.warning(
                     "relay %s: %d deliveries left in the outbox at stop", self.name, len(late)
                 )
+                try:
+                    await self._store.release([records[tasks[task]] for task in late])
+                except Exception:
+                    log.exception("relay %s: could not release its claims", self.name)
         await self._settle_delivered()
 
     async def idle(self) -> bool:
@@ -191,6 +203,7 @@ class Relay:
                         continue
                     if len(self._in_flight) >= self._concurrency:
                         break
+                    self._in_flight_records[record.id] = record
                     self._in_flight[record.id] = asyncio.create_task(self._attempt(record))
             if self._delivered:
                 continue
@@ -205,6 +218,7 @@ class Relay:
             log.exception("relay %s: could not settle record %s", self.name, record.id)
         finally:
             del self._in_flight[record.id]
+            del self._in_flight_records[record.id]
             self._settled_during_read.add(record.id)
             self._wake.set()
 
@@ -322,3 +336,6 @@ class MemoryOutbox:
 
     async def pending(self) -> int:
         return len(self.records)
+
+    async def release(self, records: Sequence[OutboxRecord]) -> None:
+        return None  # nobody else reads a memory outbox

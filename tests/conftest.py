@@ -15,7 +15,7 @@ from tests.support.services import require_postgres
 stamina.instrumentation.set_on_retry_hooks([stamina.instrumentation.LoggingOnRetryHook])
 
 #: Every module test runs over each of these; a topology must not change a result.
-TRANSPORTS = ["inprocess", "loopback"]
+TRANSPORTS = ["inprocess", "loopback", "http"]
 
 
 @pytest.fixture

@@ -271,14 +271,22 @@ class SqlUnitOfWork(UnitOfWork):
 
 
 class SqlOutboxStore:
-    """The ``OutboxStore`` over a module's outbox and dead-letter tables."""
+    """The ``OutboxStore`` over a module's outbox and dead-letter tables.
 
-    def __init__(self, storage: SqlStorage) -> None:
+    On PostgreSQL several instances of a module may share the outbox: reading records claims
+    them (``FOR UPDATE SKIP LOCKED``, then a lease in ``next_attempt_at``), so no two
+    instances deliver one record, and the lease lets another instance take over a record
+    whose claimer died. SQLite has one process per file (``single_instance``) and reads
+    without claiming.
+    """
+
+    def __init__(self, storage: SqlStorage, lease_seconds: float = 30.0) -> None:
         self._database = storage.database
         self._engine = storage.database.engine
         self._tables = storage.tables
         self._codec = storage.codec
         self._clock = storage.clock
+        self.lease_seconds = lease_seconds
         outbox = self._tables.outbox
         older = outbox.alias("older")
         blocked = exists().where(
@@ -286,8 +294,8 @@ class SqlOutboxStore:
             older.c.partition == outbox.c.partition,
             older.c.id < outbox.c.id,
         )
-        # Built once: constructing this statement costs more than running it.
-        self._due = (
+        # Built once: constructing these statements costs more than running them.
+        due = (
             select(outbox)
             .where(
                 outbox.c.next_attempt_at <= bindparam("now"),
@@ -297,12 +305,37 @@ class SqlOutboxStore:
             .order_by(outbox.c.id)
             .limit(bindparam("limit"))
         )
+        self._due = due
+        claimable = due.with_only_columns(outbox.c.id).with_for_update(skip_locked=True, of=outbox)
+        self._claim = (
+            update(outbox)
+            .where(outbox.c.id.in_(claimable.scalar_subquery()))
+            .values(next_attempt_at=bindparam("until"))
+            .returning(*outbox.c)
+        )
 
     async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
-        parameters = {"now": now, "limit": limit, "skip": list(skip)}
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(self._due, parameters)).all()
+        parameters: dict[str, Any] = {"now": now, "limit": limit, "skip": list(skip)}
+        if self._database.is_sqlite:
+            async with self._engine.connect() as connection:
+                rows = (await connection.execute(self._due, parameters)).all()
+        else:
+            parameters["until"] = now + self.lease_seconds
+            async with self._engine.begin() as connection:
+                rows = sorted((await connection.execute(self._claim, parameters)).all(), key=_id)
         return [self._record(row) for row in rows]
+
+    async def release(self, records: Sequence[OutboxRecord]) -> None:
+        """Give up the claims on records this instance will not deliver (it is stopping)."""
+        if self._database.is_sqlite or not records:
+            return
+        outbox = self._tables.outbox
+        async with write_transaction(self._database) as connection:
+            await connection.execute(
+                update(outbox)
+                .where(outbox.c.id.in_([record.id for record in records]))
+                .values(next_attempt_at=self._clock.now())
+            )
 
     def _record(self, row: Any) -> OutboxRecord:
         record = OutboxRecord(
@@ -358,3 +391,7 @@ class SqlOutboxStore:
         async with self._engine.connect() as connection:
             count = await connection.scalar(select(func.count()).select_from(outbox))
         return int(count or 0)
+
+
+def _id(row: Any) -> int:
+    return int(row.id)

@@ -74,3 +74,7 @@ class CatalogController(Controller):
     @get("/products/{sku:str}", exclude_from_auth=True, summary="One product")
     async def get_product(self, sku: FromPath[str], bus: NamedDependency[Bus]) -> Product:
         return await bus.ask(msgspec.convert({"sku": sku}, GetProduct))
+
+
+#: The public routes of catalog, served by whichever process hosts the public API.
+routes = [CatalogController]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kernel import Module
-from modules.catalog import contracts, handlers
-from modules.catalog.api import CatalogController
+from modules.catalog import api, contracts, handlers
 from modules.catalog.repository import Products
 from modules.catalog.tables import metadata
 
@@ -26,6 +25,6 @@ module = Module(
         contracts.ListProducts: handlers.list_products,
     },
     wiring=register,
-    routes=[CatalogController],
+    routes=api.routes,
     tables=metadata,
 )

@@ -62,3 +62,7 @@ class IdentityController(Controller):
     @get("/me", summary="The caller's account")
     async def me(self, bus: NamedDependency[Bus], principal: NamedDependency[Principal]) -> User:
         return await bus.ask(GetUser(user_id=principal.subject), principal=principal)
+
+
+#: The public routes of identity, served by whichever process hosts the public API.
+routes = [IdentityController]

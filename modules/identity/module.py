@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kernel import Module
-from modules.identity import contracts, handlers
-from modules.identity.api import IdentityController
+from modules.identity import api, contracts, handlers
 from modules.identity.repository import Users
 from modules.identity.tables import metadata
 
@@ -27,6 +26,6 @@ module = Module(
         contracts.GetUser: handlers.get_user,
     },
     wiring=register,
-    routes=[IdentityController],
+    routes=api.routes,
     tables=metadata,
 )

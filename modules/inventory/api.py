@@ -38,3 +38,7 @@ class InventoryController(Controller):
     ) -> StockLevel:
         command = msgspec.convert({"sku": sku, "quantity": data.quantity}, Restock)
         return await bus.send(command, principal=principal)
+
+
+#: The public routes of inventory, served by whichever process hosts the public API.
+routes = [InventoryController]

@@ -6,8 +6,7 @@ from typing import Any
 
 from kernel import Module
 from modules.catalog.contracts import ProductAdded
-from modules.inventory import contracts, handlers
-from modules.inventory.api import InventoryController
+from modules.inventory import api, contracts, handlers
 from modules.inventory.repository import Reservations, StockRecords
 from modules.inventory.tables import metadata
 
@@ -29,6 +28,6 @@ module = Module(
     },
     subscriptions={ProductAdded: [handlers.on_product_added]},
     wiring=register,
-    routes=[InventoryController],
+    routes=api.routes,
     tables=metadata,
 )

@@ -24,3 +24,7 @@ class NotificationsController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> list[Notification]:
         return await bus.ask(ListNotifications(limit=limit), principal=principal)
+
+
+#: The public routes of notifications, served by whichever process hosts the public API.
+routes = [NotificationsController]

@@ -6,8 +6,7 @@ from typing import Any
 
 from kernel import Module
 from modules.identity.contracts import UserRegistered
-from modules.notifications import contracts, handlers
-from modules.notifications.api import NotificationsController
+from modules.notifications import api, contracts, handlers
 from modules.notifications.repository import Notifications
 from modules.notifications.tables import metadata
 from modules.ordering.contracts import OrderCancelled, OrderConfirmed, OrderRejected
@@ -28,6 +27,6 @@ module = Module(
         OrderRejected: [handlers.on_order_rejected],
     },
     wiring=register,
-    routes=[NotificationsController],
+    routes=api.routes,
     tables=metadata,
 )

@@ -73,3 +73,7 @@ class OrdersController(Controller):
         principal: NamedDependency[Principal],
     ) -> Order:
         return await bus.ask(msgspec.convert({"order_id": order_id}, GetOrder), principal=principal)
+
+
+#: The public routes of ordering, served by whichever process hosts the public API.
+routes = [OrdersController]

@@ -11,8 +11,7 @@ from modules.inventory.contracts import (
     StockReserved,
     StockSold,
 )
-from modules.ordering import contracts, handlers
-from modules.ordering.api import OrdersController
+from modules.ordering import api, contracts, handlers
 from modules.ordering.ports import OrderingSettings
 from modules.ordering.repository import Orders, Sagas
 from modules.ordering.saga import SagaRunner
@@ -62,7 +61,7 @@ module = Module(
         PaymentVoided: [handlers.on_payment_voided],
     },
     wiring=register,
-    routes=[OrdersController],
+    routes=api.routes,
     tables=metadata,
     # Sagas that wait past their deadline are compensated within about a second.
     timers=[Timer(every=1.0, command=contracts.ExpireOrders())],

@@ -24,3 +24,7 @@ class PaymentsController(Controller):
     ) -> list[Charge]:
         query = msgspec.convert({"order_id": order_id}, GetCharges)
         return await bus.ask(query, principal=principal)
+
+
+#: The public routes of payments, served by whichever process hosts the public API.
+routes = [PaymentsController]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kernel import Module
-from modules.payments import contracts, handlers
-from modules.payments.api import PaymentsController
+from modules.payments import api, contracts, handlers
 from modules.payments.repository import Charges
 from modules.payments.tables import metadata
 
@@ -25,6 +24,6 @@ module = Module(
         contracts.GetCharges: handlers.get_charges,
     },
     wiring=register,
-    routes=[PaymentsController],
+    routes=api.routes,
     tables=metadata,
 )

@@ -44,7 +44,7 @@ async def test_development_defaults_are_announced(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}")
-    with caplog.at_level(logging.WARNING, logger="cleave.app"):
+    with caplog.at_level(logging.WARNING, logger="cleave"):
         async with AsyncTestClient(app=create_app(settings)) as client:
             assert (await client.get("/health/live")).status_code == 200
     assert "CLEAVE_JWT_SECRET is not set" in caplog.text

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import text
 
 from adapters.sqlalchemy.database import Database
-from entrypoints.bootstrap import TransportName, bootstrap, create_tables
+from entrypoints.bootstrap import bootstrap, create_tables
 from entrypoints.settings import Settings
+from entrypoints.up import free_port
 from kernel.module import Module
 from kernel.runtime import Runtime
 
@@ -47,11 +48,16 @@ async def drop_database(database: Database) -> None:
     await database.dispose()
 
 
+#: The transports a module test runs over: direct calls, the wire codec in one process, and
+#: real HTTP to the process's own internal endpoints (signed, on 127.0.0.1).
+Transport = Literal["inprocess", "loopback", "http"]
+
+
 @contextlib.asynccontextmanager
 async def running_shop(
     database_url: str,
     *,
-    transport: TransportName = "inprocess",
+    transport: Transport = "inprocess",
     settings: Settings = TEST_SETTINGS,
     modules: Sequence[Module] | None = None,
     **ports: Any,
@@ -60,16 +66,93 @@ async def running_shop(
     database = await open_database(database_url)
     try:
         await create_tables(database, modules)
-        runtime = bootstrap(
-            database=database, transport=transport, settings=settings, modules=modules, **ports
-        )
-        await runtime.start()
-        try:
-            yield runtime
-        finally:
-            await runtime.stop(grace=5)
+        async with _over(transport, settings) as local:
+            runtime = bootstrap(
+                database=database,
+                transport=local.transport,
+                settings=settings,
+                modules=modules,
+                **ports,
+            )
+            await local.serve(runtime)
+            await runtime.start()
+            try:
+                yield runtime
+            finally:
+                await runtime.stop(grace=5)
     finally:
         await drop_database(database)
+
+
+class _Local:
+    """How a test's modules reach each other: by name, or over HTTP to an internal server
+    of this process (uvicorn, on the test's own event loop)."""
+
+    def __init__(self, transport: Transport, settings: Settings) -> None:
+        self.settings = settings
+        self.transport: Any = transport
+        self._server: Any = None
+        self._client: Any = None
+        if transport == "http":
+            from adapters.bus.http.client import HttpClient, HttpTransport
+            from adapters.bus.http.signing import Signer
+
+            self.port = free_port()
+            self._client = HttpClient(Signer(settings.service_key, "tests"), timeout=10)
+            url = f"http://127.0.0.1:{self.port}"
+            self.transport = lambda receiver: HttpTransport(
+                self._client, receiver.codec.with_format("msgpack"), [url], module="local"
+            )
+
+    async def serve(self, runtime: Runtime) -> None:
+        if self._client is None:
+            return
+        import uvicorn
+
+        from adapters.bus.http.server import internal_app
+        from adapters.bus.http.signing import Verifier
+        from kernel.receiver import Receiver
+
+        assert runtime.receiver is not None
+        json = runtime.receiver
+        receivers = {
+            "application/json": json,
+            "application/msgpack": Receiver(json.dispatcher, json.codec.with_format("msgpack")),
+        }
+        app = internal_app(
+            lambda: receivers,
+            Verifier(self.settings.service_key),
+            frozenset(runtime.bus.registry.modules),
+        )
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+        )
+        config.load()
+        server = uvicorn.Server(config)
+        # What Server.serve does, without taking over the process's signals.
+        server.lifespan = config.lifespan_class(config)
+        await server.startup()
+        self._server = server
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()
+        if self._client is not None:
+            await self._client.close()
+
+
+@contextlib.asynccontextmanager
+async def _over(transport: Transport, settings: Settings) -> AsyncIterator[_Local]:
+    local = _Local(transport, settings)
+    try:
+        yield local
+    finally:
+        await local.close()
 
 
 class SyncDriver:

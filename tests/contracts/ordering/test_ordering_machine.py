@@ -35,7 +35,6 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from entrypoints.bootstrap import TransportName
 from kernel import SYSTEM, Forbidden, NotFound, Principal, Rejected, Unauthenticated
 from modules.catalog.contracts import AddProduct
 from modules.inventory.contracts import GetStock, Restock
@@ -51,6 +50,7 @@ from modules.ordering.contracts import (
 )
 from tests.contracts.shop.sandbox import Payments, sandbox_payments
 from tests.support.harness import TEST_SETTINGS, SyncDriver, running_shop
+from tests.support.harness import Transport as TransportName
 
 #: sku -> (price in cents, currency)
 PRODUCTS = {"TEA": (450, "EUR"), "POT": (2_000, "EUR"), "CUP": (300, "EUR"), "MUG": (900, "USD")}

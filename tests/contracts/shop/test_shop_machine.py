@@ -34,7 +34,6 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from entrypoints.bootstrap import TransportName
 from kernel import SYSTEM, Conflict, Principal
 from modules.catalog.contracts import DUPLICATE_SKU, AddProduct
 from modules.identity.contracts import RegisterUser
@@ -42,6 +41,7 @@ from modules.inventory.contracts import GetStock, Restock
 from modules.ordering.contracts import GetOrder, Order, OrderLineRequest, PlaceOrder
 from tests.contracts.shop.sandbox import Payments, sandbox_payments
 from tests.support.harness import TEST_SETTINGS, SyncDriver, running_shop
+from tests.support.harness import Transport as TransportName
 
 SKUS = ["TEA", "POT", "CUP", "JAM"]
 ADMIN = Principal(subject="admin-1", roles=("admin", "customer"))

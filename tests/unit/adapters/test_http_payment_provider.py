@@ -5,8 +5,10 @@ tests poll or wait past them."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -268,3 +270,39 @@ async def test_from_settings_reads_the_payment_settings(
         assert (await capture(provider, "order-1", "tok_ok")).status == "captured"
     finally:
         await provider.close()
+
+
+def test_built_before_the_loop_closed_in_it_without_warnings(
+    sandbox: SandboxPaymentProvider,
+) -> None:
+    # The app builds the adapter before its event loop runs in some places: the connection
+    # pool must be made inside the loop, and close() must leave nothing unclosed behind.
+    used = HttpPaymentProvider.from_settings(sandbox.url, Settings())
+    unused = HttpPaymentProvider.from_settings(sandbox.url, Settings())
+
+    async def run() -> ProviderCharge:
+        try:
+            return await capture(used, "order-1", "tok_ok")
+        finally:
+            await used.close()
+            await unused.close()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert asyncio.run(run()).status == "captured"
+        gc.collect()
+    assert [str(warning.message) for warning in caught] == []
+
+
+async def test_a_closed_adapter_is_unavailable(
+    sandbox: SandboxPaymentProvider, providers: list[HttpPaymentProvider]
+) -> None:
+    provider = adapter(providers, sandbox.url)
+    assert (await capture(provider, "order-1", "tok_ok")).status == "captured"
+    await provider.close()
+    await provider.close()  # idempotent
+    before = requests_made(sandbox)
+    with pytest.raises(Unavailable) as raised:
+        await capture(provider, "order-2", "tok_ok")
+    assert "adapter is closed" in raised.value.detail
+    assert requests_made(sandbox) == before

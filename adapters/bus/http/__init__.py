@@ -1,0 +1,1 @@
+"""The HTTP transport: module services call each other over internal, signed endpoints."""
