@@ -160,8 +160,7 @@ class Deployment:
             # Services before the gateway, so that its first requests find them.
             for child in sorted(self.children, key=lambda c: bool(c.service and c.service.public)):
                 self._spawn(child)
-            for child in self.children:
-                self._wait_ready(child)
+            self._wait_all_ready(self.children)
         except BaseException:
             self.stop(grace=5)
             raise
@@ -196,20 +195,44 @@ class Deployment:
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
 
+    def _wait_all_ready(self, children: list[Child]) -> None:
+        """Wait for every child, saying each one as it becomes ready."""
+        started = time.monotonic()
+        end = started + self.start_timeout
+        waiting = list(children)
+        while waiting:
+            for child in list(waiting):
+                self._check_running(child)
+                if not child.url or _answers(child.url + "/health/ready"):
+                    waiting.remove(child)
+                    self._say_ready(child, time.monotonic() - started)
+            if waiting and time.monotonic() > end:
+                late = waiting[0]
+                raise ConfigurationError(
+                    f"{late.label} was not ready within {self.start_timeout:.0f}s; its log "
+                    f"{late.log}:\n{late.tail()}"
+                )
+            time.sleep(0.1)
+
+    def _check_running(self, child: Child) -> None:
+        if not child.running():
+            raise ConfigurationError(
+                f"{child.label} exited while starting (status "
+                f"{child.popen.returncode if child.popen else '?'}); its log "
+                f"{child.log}:\n{child.tail()}"
+            )
+
+    def _say_ready(self, child: Child, took: float) -> None:
+        where = child.url or "worker"
+        self.say(f"  ready  {child.label:<16} {where:<26} pid {child.pid}  {took:.1f}s")
+
     def _wait_ready(self, child: Child, path: str = "/health/ready") -> None:
         started = time.monotonic()
         end = started + self.start_timeout
         while time.monotonic() < end:
-            if not child.running():
-                raise ConfigurationError(
-                    f"{child.label} exited while starting (status "
-                    f"{child.popen.returncode if child.popen else '?'}); its log "
-                    f"{child.log}:\n{child.tail()}"
-                )
+            self._check_running(child)
             if not child.url or _answers(child.url + path):
-                took = time.monotonic() - started
-                where = child.url or "worker"
-                self.say(f"  ready  {child.label:<16} {where:<26} pid {child.pid}  {took:.1f}s")
+                self._say_ready(child, time.monotonic() - started)
                 return
             time.sleep(0.1)
         raise ConfigurationError(

@@ -81,6 +81,10 @@ class Database:
     async def create_all(self, metadatas: Iterable[MetaData]) -> None:
         """Create every missing table (and the schema, if one is set)."""
         async with self.engine.begin() as connection:
+            if not self.is_sqlite:
+                # Instances of a module start together: one creates, the others then see it
+                # (concurrent CREATEs of one table or schema fail on PostgreSQL).
+                await connection.execute(text("SELECT pg_advisory_xact_lock(7411000001)"))
             if self.schema is not None and not self.is_sqlite:
                 await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             for metadata in metadatas:

@@ -65,9 +65,11 @@ def deployed(
     name: str,
     directory: Path,
     environment: Mapping[str, str] | None = None,
+    path: Path | None = None,
 ) -> Iterator[Deployment]:
-    """Topology ``name`` (``topologies/<name>.toml``) running on this machine."""
-    path = topology_file(name)
+    """Topology ``name`` (``topologies/<name>.toml``, or the file at ``path``) running on
+    this machine."""
+    path = path or topology_file(name)
     environ = {**os.environ, **TEST_ENVIRONMENT, **(environment or {})}
     topology: Topology = load_topology(path, list(SHOP_PACKAGES), environ)
     data_dir = directory / name

@@ -7,6 +7,7 @@ routes, and records every answer so that a test can compare deployments answer b
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ class Answer:
 
     status: int
     body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -38,6 +40,12 @@ class ShopClient:
     def close(self) -> None:
         self._http.close()
 
+    def __enter__(self) -> ShopClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> Answer:
         headers = dict(kwargs.pop("headers", {}))
         if token:
@@ -48,7 +56,7 @@ class ShopClient:
             body = response.json()
         except ValueError:
             body = response.text
-        return Answer(response.status_code, body)
+        return Answer(response.status_code, body, response.headers)
 
     # -- the journey ------------------------------------------------------------------------
 
