@@ -1,11 +1,12 @@
 """Starting a deployment of the shop as real processes, and measuring their CPU and memory.
 
-A deployment is the set of processes that serve the shop's API at one base URL. Today only
-the monolith exists (``cleave run``: every module in one process). The sandbox payment
-provider, which stands in for the outside card processor, runs as a process of its own
-beside any deployment and is not counted in it. The split topologies plug in here as
-further ``start_*`` functions that return a ``Deployment`` with one process per service;
-everything that drives and measures a deployment already works on a list of processes.
+A deployment is the set of processes that serve the shop's API at one base URL: a topology
+of ``topologies/`` started by ``entrypoints.up.Deployment``, the code behind ``cleave up``
+(the monolith: one ``cleave serve`` process hosting every module; split-http: a gateway and
+one process per module; mixed: three processes). The sandbox payment provider, which stands
+in for the outside card processor, runs as a process of its own beside any deployment and
+is not counted in it. Everything that drives and measures a deployment works on its list of
+processes, by service.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ from typing import Literal
 import httpx
 import psutil
 
+from entrypoints.topology import Topology, module_variable
+
 DatabaseKind = Literal["sqlite", "postgresql"]
-TopologyName = Literal["monolith", "split-http", "split-redis"]
+TopologyName = Literal["monolith", "split-http", "mixed", "split-redis"]
+TOPOLOGIES_DIR = Path(__file__).resolve().parents[1] / "topologies"
 
 #: The PostgreSQL the benchmarks use when asked to; each run gets a fresh schema in it.
 POSTGRES_URL = os.environ.get(
@@ -41,7 +45,6 @@ START_TIMEOUT = 60.0
 
 #: What each topology still needs before it can be measured.
 MISSING = {
-    "split-http": "needs the HTTP transport",
     "split-redis": "needs the Redis transport",
 }
 
@@ -72,12 +75,21 @@ class Deployment:
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds used so far by every process of the deployment."""
-        total = 0.0
-        for process in self.tree():
+        return sum(self.cpu_seconds_by_service().values())
+
+    def cpu_seconds_by_service(self) -> dict[str, float]:
+        """User + system CPU seconds used so far by each service (its process and its
+        children)."""
+        spent: dict[str, float] = {}
+        for name, process in self.processes.items():
+            total = 0.0
             with contextlib.suppress(psutil.Error):
-                times = process.cpu_times()
-                total += times.user + times.system
-        return total
+                for each in (process, *process.children(recursive=True)):
+                    with contextlib.suppress(psutil.Error):
+                        times = each.cpu_times()
+                        total += times.user + times.system
+            spent[name] = total
+        return spent
 
     def rss_by_service(self) -> dict[str, int]:
         """Resident memory in bytes of each service (its process and its children)."""
@@ -135,25 +147,47 @@ def _cleave() -> str:
     return str(beside) if beside.exists() else (shutil.which("cleave") or "cleave")
 
 
-def _environment(port: int, database_url: str, schema: str | None) -> dict[str, str]:
-    environment = dict(os.environ)
+def _environment(schema: str | None) -> dict[str, str]:
+    """The settings every process of a benchmark deployment gets: this environment without
+    anything that would point it at another deployment's state, plus quiet logs, a cheap
+    password hash and no rate limit on the benchmark's own logins."""
+    from entrypoints.bootstrap import SHOP_PACKAGES
+
+    ignored = _INHERITED_NOT | {
+        module_variable(module, suffix)
+        for module in SHOP_PACKAGES
+        for suffix in ("URL", "DATABASE_URL")
+    }
+    environment = {name: value for name, value in os.environ.items() if name not in ignored}
     environment.update(
-        CLEAVE_PORT=str(port),
         CLEAVE_HOST="127.0.0.1",
-        CLEAVE_DATABASE_URL=database_url,
         CLEAVE_ADMIN_EMAIL=ADMIN_EMAIL,
         CLEAVE_ADMIN_PASSWORD=ADMIN_PASSWORD,
         CLEAVE_PASSWORD_HASH_COST="low",
         CLEAVE_AUTH_RATE_LIMIT_PER_MINUTE="1000000",
         CLEAVE_JWT_SECRET=secrets.token_hex(32),
+        CLEAVE_SERVICE_KEY=secrets.token_hex(32),
         # Per-request access logs would measure the logger, not the shop.
         CLEAVE_LOG_LEVEL=os.environ.get("CLEAVE_BENCH_LOG_LEVEL", "WARNING"),
         CLEAVE_SHUTDOWN_GRACE_SECONDS="5",
     )
-    environment.pop("CLEAVE_DATABASE_SCHEMA", None)
     if schema is not None:
         environment["CLEAVE_DATABASE_SCHEMA"] = schema
     return environment
+
+
+#: Inherited settings a benchmark deployment must not see (it gets its own).
+_INHERITED_NOT = frozenset(
+    {
+        "CLEAVE_DATABASE_URL",
+        "CLEAVE_DATABASE_SCHEMA",
+        "CLEAVE_DATA_DIR",
+        "CLEAVE_PORT",
+        "CLEAVE_TOPOLOGY",
+        "CLEAVE_SERVICE",
+        "CLEAVE_PAYMENT_PROVIDER_URL",
+    }
+)
 
 
 async def _wait_ready(
@@ -218,57 +252,141 @@ async def payment_provider(directory: Path) -> AsyncIterator[str]:
         _keep(log)
 
 
-@contextlib.asynccontextmanager
-async def monolith(database: DatabaseKind) -> AsyncIterator[Deployment]:
-    """``cleave run`` on a fresh database (a temporary SQLite file or PostgreSQL schema),
-    paying through a sandbox provider process of its own."""
-    with _workspace() as directory:
-        schema: str | None = None
-        if database == "sqlite":
-            url = f"sqlite+aiosqlite:///{directory / 'shop.db'}"
+def _topology_environment(
+    topology: Topology, data_dir: Path, base: dict[str, str], url: str | None
+) -> dict[str, str]:
+    """``base`` plus the database of every hosted module: ``url`` for all of them
+    (PostgreSQL), or else a SQLite file per service that names one (the monolith's shared
+    file would land in the repository: it goes to the workspace) and, for the rest, the
+    topology's default, a file per module in ``CLEAVE_DATA_DIR``."""
+    environment = dict(base)
+    for service in topology.services:
+        for module in service.modules:
+            variable = module_variable(module, "DATABASE_URL")
+            if url is not None:
+                environment[variable] = url
+            elif service.database and service.database.startswith("sqlite"):
+                environment[variable] = f"sqlite+aiosqlite:///{data_dir / f'{service.name}.db'}"
+            else:
+                environment.pop(variable, None)
+    return environment
+
+
+def _ports(topology: Topology) -> dict[str, int]:
+    """A free base port per service (consecutive free ports for one with instances)."""
+    ports: dict[str, int] = {}
+    for service in topology.services:
+        for _ in range(100):
+            first = free_port()
+            if all(_port_free(first + n) for n in range(1, service.instances)):
+                ports[service.name] = first
+                break
         else:
-            reason = await postgres_available()
-            if reason is not None:
-                raise NotAvailable(reason)
-            url, schema = POSTGRES_URL, f"bench_{secrets.token_hex(6)}"
-        async with payment_provider(directory) as provider:
-            port = free_port()
-            log = directory / "monolith.log"
-            environment = _environment(port, url, schema)
-            environment["CLEAVE_PAYMENT_PROVIDER_URL"] = provider
-            process = await _spawn(["run"], environment, log, directory)
-            try:
-                base_url = f"http://127.0.0.1:{port}"
-                await _wait_ready(base_url, process, log)
-                yield Deployment(
-                    topology="monolith",
-                    database=database,
-                    base_url=base_url,
-                    processes={"monolith": psutil.Process(process.pid)},
-                    logs=[log],
-                )
-            finally:
-                await _stop(process)
-                _keep(log)
-                if schema is not None:
-                    await _drop_schema(schema)
+            raise NotAvailable(f"no {service.instances} consecutive free ports for {service.name}")
+    return ports
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+async def _create_schema(schema: str) -> None:
+    """Create the run's schema before the processes start: several processes creating it at
+    once would race (``CREATE SCHEMA IF NOT EXISTS`` is not safe against that)."""
+    import asyncpg
+
+    url = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(url, timeout=10)
+    try:
+        await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    finally:
+        await connection.close()
 
 
 @contextlib.asynccontextmanager
 async def start(topology: TopologyName, database: DatabaseKind) -> AsyncIterator[Deployment]:
-    """Start ``topology`` on ``database``; ``NotAvailable`` if it cannot run here yet."""
-    if topology != "monolith":
+    """Start ``topology`` (``topologies/<name>.toml``) on a fresh ``database``, exactly as
+    ``cleave up`` does (``entrypoints.up.Deployment``: one ``cleave serve`` process per
+    service, free ports, their own data directory), paying through a sandbox provider process
+    of its own; ``NotAvailable`` if it cannot run here (yet).
+
+    SQLite: a file per service that names one (the monolith), else a file per module.
+    PostgreSQL: every module's ``CLEAVE_<MODULE>_DATABASE_URL`` is the benchmark database and
+    ``CLEAVE_DATABASE_SCHEMA`` a fresh schema, dropped afterwards (module tables carry the
+    module's name, so the services' tables never meet; each process has its own pool).
+    """
+    from entrypoints.bootstrap import SHOP_PACKAGES
+    from entrypoints.topology import load_topology
+    from entrypoints.up import Deployment as Processes
+
+    if topology in MISSING:
         raise NotAvailable(MISSING[topology])
-    async with monolith(database) as deployment:
-        yield deployment
+    path = TOPOLOGIES_DIR / f"{topology}.toml"
+    with _workspace() as directory:
+        schema: str | None = None
+        url: str | None = None
+        if database == "postgresql":
+            reason = await postgres_available()
+            if reason is not None:
+                raise NotAvailable(reason)
+            url, schema = POSTGRES_URL, f"bench_{secrets.token_hex(6)}"
+            await _create_schema(schema)
+        try:
+            async with payment_provider(directory) as provider:
+                data_dir = directory / "data"
+                base = _environment(schema)
+                base["CLEAVE_PAYMENT_PROVIDER_URL"] = provider
+                base["CLEAVE_DATA_DIR"] = str(data_dir)
+                plan = load_topology(path, list(SHOP_PACKAGES), base)
+                environment = _topology_environment(plan, data_dir, base, url)
+                processes = Processes(
+                    plan,
+                    path,
+                    environ=environment,
+                    data_dir=data_dir,
+                    ports=_ports(plan),
+                    say=lambda line: None,
+                    start_timeout=START_TIMEOUT,
+                )
+                # On this thread, not a worker thread: each child gets the parent-death
+                # signal of the thread that starts it. Nothing else runs while they start.
+                try:
+                    processes.start()
+                except Exception as error:
+                    raise NotAvailable(f"{topology} did not start: {error}") from error
+                try:
+                    yield Deployment(
+                        topology=topology,
+                        database=database,
+                        base_url=processes.gateway_url,
+                        processes={
+                            child.label: psutil.Process(child.pid)
+                            for child in processes.children
+                            if child.pid is not None
+                        },
+                        logs=[child.log for child in processes.children],
+                    )
+                finally:
+                    processes.stop(grace=15)
+                    for child in processes.children:
+                        _keep(child.log, prefix=topology)
+        finally:
+            if schema is not None:
+                await _drop_schema(schema)
 
 
-def _keep(log: Path) -> None:
+def _keep(log: Path, prefix: str = "") -> None:
     """Copy a server log to ``bench/out/`` when CLEAVE_BENCH_KEEP_LOGS is set (for debugging)."""
-    if os.environ.get("CLEAVE_BENCH_KEEP_LOGS"):
+    if os.environ.get("CLEAVE_BENCH_KEEP_LOGS") and log.exists():
         out = Path(__file__).parent / "out"
         out.mkdir(exist_ok=True)
-        shutil.copy(log, out / f"{time.strftime('%H%M%S')}-{log.name}")
+        name = f"{prefix}-{log.name}" if prefix else log.name
+        shutil.copy(log, out / f"{time.strftime('%H%M%S')}-{name}")
 
 
 @contextlib.contextmanager

@@ -189,6 +189,8 @@ class LoadResult:
     #: CPU cores the benchmark process (the load generator) used.
     client_cores: float
     offered_per_s: float | None = None
+    #: CPU cores each service of the deployment used, averaged over the run.
+    cores_by_service: dict[str, float] = field(default_factory=dict)
 
     @property
     def completed(self) -> int:
@@ -203,6 +205,13 @@ class LoadResult:
     @property
     def per_second(self) -> float:
         return self.completed / self.elapsed_s if self.elapsed_s else 0.0
+
+    @property
+    def cpu_ms_per_order(self) -> float:
+        """CPU milliseconds the deployment spent (all its processes) per settled order."""
+        if not self.completed:
+            return float("nan")
+        return self.server_cores * self.elapsed_s / self.completed * 1000
 
     def latency_ms(self, fraction: float) -> float:
         """A percentile of the latencies of the settled orders, in milliseconds."""
@@ -235,12 +244,16 @@ class _Meter:
 
     def start(self) -> None:
         self._wall = time.perf_counter()
-        self._server = self._deployment.cpu_seconds()
+        self._server = self._deployment.cpu_seconds_by_service()
         self._client = time.process_time()
 
     def stop(self) -> tuple[float, float, float]:
         wall = time.perf_counter() - self._wall
-        server = (self._deployment.cpu_seconds() - self._server) / wall
+        now = self._deployment.cpu_seconds_by_service()
+        self.by_service = {
+            name: (spent - self._server.get(name, 0.0)) / wall for name, spent in now.items()
+        }
+        server = sum(self.by_service.values())
         client = (time.process_time() - self._client) / wall
         return wall, server, client
 
@@ -277,7 +290,7 @@ async def closed_loop(
         *(customer(shop.customers[n % len(shop.customers)]) for n in range(concurrency))
     )
     wall, server, client = meter.stop()
-    return LoadResult(outcomes, wall, server, client)
+    return LoadResult(outcomes, wall, server, client, cores_by_service=meter.by_service)
 
 
 async def open_loop(
@@ -308,4 +321,6 @@ async def open_loop(
     await asyncio.sleep(max(0.0, begin_loop + count / rate - loop.time()))
     wall, server, client = meter.stop()
     await asyncio.gather(*tasks)
-    return LoadResult(outcomes, wall, server, client, offered_per_s=rate)
+    return LoadResult(
+        outcomes, wall, server, client, offered_per_s=rate, cores_by_service=meter.by_service
+    )

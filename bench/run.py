@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python -m bench.run`` (full, writes bench/RESULTS.md) or ``--quick``.
 
-Micro-benchmarks (items 1-4) run pinned to one core; the end-to-end runs (items 5-6) unpin,
-because the load generator and the server processes need the machine. Each section prints
+Micro-benchmarks (items 1, 2) run pinned to one core; item 3 keeps the client on that core
+and pins its servers to another; the end-to-end runs (items 5-6) unpin, because the load
+generator and the server processes need the machine. Each section prints
 as soon as it is measured; the last line of the output is one JSON object with every metric
 (None for what is not measured yet), for scripts.
 """
@@ -23,15 +24,25 @@ from bench.timing import load_average, machine, pin_to_one_core, unpin
 
 ITEMS = ("bus", "codec", "transports", "saga", "memory")
 RESULTS = Path(__file__).with_name("RESULTS.md")
-#: --quick must stay under a minute: the end-to-end part gets what the rest leaves of this.
-QUICK_BUDGET = 55.0
+#: --quick must stay under a minute and a half: the deployments of item 5 get what the rest
+#: leaves of this (the storage floor and item 6 then take a few seconds more).
+QUICK_BUDGET = 80.0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a smoke run, under 60 s")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run, about a minute and a half"
+    )
     parser.add_argument(
         "--only", help=f"comma-separated items to run, among {', '.join(ITEMS)} (default: all)"
+    )
+    parser.add_argument(
+        "--memory-seconds",
+        type=float,
+        default=memory.TIME_LIMIT,
+        help="full run: how long the monolith's 10,000-order memory series may take "
+        f"(default {memory.TIME_LIMIT:.0f})",
     )
     parser.add_argument(
         "--write",
@@ -47,7 +58,9 @@ def _show(section: Section) -> None:
     print(section.text(), flush=True)
 
 
-async def _run(items: Sequence[str], quick: bool, started: float) -> list[Section]:
+async def _run(
+    items: Sequence[str], quick: bool, started: float, memory_seconds: float
+) -> list[Section]:
     sections: list[Section] = []
     cpu = pin_to_one_core()
     print(f"micro-benchmarks pinned to CPU {cpu}; load average {load_average()}\n", flush=True)
@@ -59,7 +72,7 @@ async def _run(items: Sequence[str], quick: bool, started: float) -> list[Sectio
         _show(sections[-1])
     if "transports" in items:
         for section in (
-            transports.measure_http(quick=quick),
+            await transports.measure_http(quick=quick),
             transports.measure_redis(quick=quick),
         ):
             sections.append(section)
@@ -77,8 +90,9 @@ async def _run(items: Sequence[str], quick: bool, started: float) -> list[Sectio
             sections.append(section)
             _show(section)
     if "memory" in items:
-        sections.append(await memory.measure(quick=quick, saga_runs=runs))
-        _show(sections[-1])
+        for section in await memory.measure(quick=quick, saga_runs=runs, time_limit=memory_seconds):
+            sections.append(section)
+            _show(section)
     return sections
 
 
@@ -99,30 +113,80 @@ def _summary(m: dict[str, Any]) -> list[str]:
             f"with msgspec, {m['codec_vs_pydantic']:.1f}x faster than pydantic v2 and "
             f"{m['codec_vs_json']:.1f}x faster than the json module."
         )
+    for concurrency in (1, 32):
+        ratio = m.get(f"http_vs_floor_c{concurrency}")
+        if ratio is None:
+            continue
+        send, ask = f"http_send_msgpack_c{concurrency}", f"http_ask_msgpack_c{concurrency}"
+        inner = m.get(f"http_send_msgpack_internal_only_c{concurrency}_vs_floor_per_s")
+        line = (
+            f"- **HTTP transport, concurrency {concurrency}**: send {m[f'{send}_per_s']:,.0f}/s "
+            f"(p50 {m[f'{send}_p50_ms']:.2f} ms, p99 {m[f'{send}_p99_ms']:.2f} ms), ask "
+            f"{m[f'{ask}_per_s']:,.0f}/s (p50 {m[f'{ask}_p50_ms']:.2f} ms); the bare-endpoint "
+            f"floor makes {m[f'http_floor_c{concurrency}_per_s']:,.0f}/s, {ratio:.2f}x more "
+            f"(target: within {transports.TARGET_VS_FLOOR}x)"
+        )
+        if inner is not None:
+            line += (
+                f"; behind the internal endpoints alone, without the service app's stack, "
+                f"{inner:.2f}x"
+            )
+        lines.append(line + ".")
     for database in ("sqlite", "postgresql"):
-        key = f"saga_monolith_{database}"
-        if m.get(f"{key}_orders_per_s") is not None:
+        for topology in saga.TOPOLOGIES:
+            key = f"saga_{topology.replace('-', '_')}_{database}"
+            if m.get(f"{key}_orders_per_s") is None:
+                continue
             line = (
-                f"- **saga, monolith, {database}**: {m[f'{key}_orders_per_s']} orders/s "
-                f"(p50 {m[f'{key}_p50_ms']:.0f} ms, p99 {m[f'{key}_p99_ms']:.0f} ms, closed loop)"
+                f"- **saga, {topology}, {database}**: {m[f'{key}_orders_per_s']} orders/s "
+                f"(p50 {m[f'{key}_p50_ms']:.0f} ms, p99 {m[f'{key}_p99_ms']:.0f} ms, closed loop, "
+                f"{m[f'{key}_cores']:.2f} cores)"
             )
             if m.get(f"{key}_fixed_load_cores") is not None:
                 line += (
                     f"; at the fixed load {m[f'{key}_fixed_load_cores']:.2f} cores, "
+                    f"{m[f'{key}_fixed_load_cpu_ms_per_order'] or float('nan'):.0f} ms CPU "
+                    "per order, "
                     f"p50 {m[f'{key}_fixed_load_p50_ms']:.0f} ms, "
                     f"p99 {m[f'{key}_fixed_load_p99_ms']:.0f} ms"
                 )
+            price = m.get(f"saga_price_{topology.replace('-', '_')}_{database}_cpu")
+            if price is not None:
+                line += f" ({price:.2f}x the monolith's CPU)"
             lines.append(line + ".")
+    floor_us = m.get("order_floor_core_sync_us")
+    mono = m.get("saga_monolith_sqlite_fixed_load_cpu_vs_core_sync_floor")
+    if floor_us is not None and mono is not None:
+        line = (
+            f"- **CPU per order against the storage floor**: SQLAlchemy Core (sync) runs one "
+            f"order's statements in {floor_us / 1000:.1f} ms of CPU; the monolith on SQLite "
+            f"spends {mono:.1f}x that at the fixed load"
+        )
+        split = m.get("saga_split_http_sqlite_fixed_load_cpu_vs_core_sync_floor")
+        if split is not None:
+            line += f", split-http {split:.1f}x"
+        lines.append(line + " (every process, the REST API and the polls included).")
     if m.get("monolith_rss_idle_mib") is not None:
         line = f"- **memory**: the monolith idles at {m['monolith_rss_idle_mib']} MiB RSS"
         if m.get("monolith_rss_last_mib") is not None:
             line += f", {m['monolith_rss_last_mib']} MiB after {m['monolith_rss_orders']:,} orders"
+        for topology in ("split_http", "mixed"):
+            if m.get(f"{topology}_rss_mib") is not None:
+                line += (
+                    f"; {topology.replace('_', '-')} takes {m[f'{topology}_rss_mib']} MiB in all "
+                    "after the load of item 5"
+                )
         lines.append(line + ".")
-    if any(value is None for value in m.values()):
-        lines.append(
-            "- **not measured yet**: the HTTP and Redis transports (items 3, 4) and the split "
-            "topologies (the split rows of items 5 and 6, and the monolith/split ratios)."
+    missing = [
+        name
+        for name, present in (
+            ("the Redis transport (item 4)", m.get("redis_msgs_per_s") is not None),
+            ("split-redis", m.get("saga_split_redis_sqlite_orders_per_s") is not None),
         )
+        if not present
+    ]
+    if missing:
+        lines.append(f"- **not measured yet**: {' and '.join(missing)}.")
     return lines
 
 
@@ -140,6 +204,15 @@ def markdown(sections: Sequence[Section], about: dict[str, Any], elapsed: float)
         f"- Python: {about['implementation']} {about['python']}",
         f"- load average when the run started: {about['load']}",
         f"- the run took {elapsed:.0f} s",
+        *(
+            [
+                f"- a reduced run: the memory series of item 6 was limited to "
+                f"{about['memory_seconds']:.0f} s (`--memory-seconds`; the default is "
+                f"{memory.TIME_LIMIT:.0f} s)"
+            ]
+            if about.get("memory_seconds", memory.TIME_LIMIT) != memory.TIME_LIMIT
+            else []
+        ),
         "",
         "## Summary",
         "",
@@ -168,8 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown items: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     about = machine() | {"load": load_average()}
+    if arguments.memory_seconds != memory.TIME_LIMIT:
+        about["memory_seconds"] = arguments.memory_seconds
     started = time.monotonic()
-    sections = asyncio.run(_run(items, arguments.quick, started))
+    sections = asyncio.run(_run(items, arguments.quick, started, arguments.memory_seconds))
     elapsed = time.monotonic() - started
     target = arguments.write
     if target is None and not arguments.quick and items == ITEMS:

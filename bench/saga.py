@@ -9,20 +9,28 @@ up, then
   deployment uses in all (every process, in cores) and p50/p99 latency, side by side, as the
   Service Weaver paper compares its monolith and its microservices.
 
-The monolith/split ratio is the price of splitting. Split topologies are listed and skipped
-until their transports exist.
+The monolith/split ratio is the price of splitting. The topologies are the files of
+``topologies/`` (monolith, split-http, mixed), started as ``cleave up`` starts them; a
+topology whose transport does not exist yet is listed and skipped. After the deployments,
+the storage floor of one order (``bench.floor``) runs, and each deployment's CPU per order
+is read against it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from dataclasses import dataclass
 
+from bench import floor
 from bench.deployment import DatabaseKind, NotAvailable, TopologyName, postgres_available, start
 from bench.load import LoadResult, ShopNotReady, closed_loop, open_loop, seeded
 from bench.report import Section, fmt
 
-TOPOLOGIES: tuple[TopologyName, ...] = ("monolith", "split-http", "split-redis")
+TOPOLOGIES: tuple[TopologyName, ...] = ("monolith", "split-http", "mixed", "split-redis")
+#: The topologies compared with the monolith (the price of each).
+SPLITS: tuple[TopologyName, ...] = TOPOLOGIES[1:]
 DATABASES: tuple[DatabaseKind, ...] = ("sqlite", "postgresql")
 
 
@@ -56,11 +64,11 @@ FULL = SagaPlan(
 QUICK = SagaPlan(
     orders=100,
     concurrency=4,
-    time_limit=6,
+    time_limit=4,
     max_rate=20,
-    duration=4,
+    duration=3,
     poll=0.005,
-    warmup=8,
+    warmup=6,
     databases=("sqlite",),
     products=10,
     customers=4,
@@ -103,9 +111,17 @@ class Run:
     database: DatabaseKind
     closed: LoadResult | None = None
     open: LoadResult | None = None
-    rss_idle: int | None = None
-    rss_after: int | None = None
+    #: Resident memory of each service, idle after seeding and after the load.
+    rss_idle: dict[str, int] | None = None
+    rss_after: dict[str, int] | None = None
     missing: str | None = None
+    #: Seconds from the start of the processes until every one answered /health/ready.
+    start_s: float | None = None
+
+    @property
+    def settled(self) -> int:
+        """Orders that reached a terminal state in this run (warm-up not counted)."""
+        return sum(result.completed for result in (self.closed, self.open) if result is not None)
 
 
 async def run_one(
@@ -118,32 +134,36 @@ async def run_one(
     """Start, seed, warm up and measure one deployment; stop at ``deadline`` (event-loop
     time), keeping whatever was measured by then."""
     run = Run(topology, database)
+    began = time.monotonic()
     try:
-        async with (
-            asyncio.timeout_at(deadline),
-            start(topology, database) as deployment,
-            seeded(deployment, products=plan.products, customers=plan.customers) as shop,
-        ):
-            run.rss_idle = deployment.rss()
-            await closed_loop(
-                shop, deployment, orders=plan.warmup, concurrency=4, time_limit=15, poll=plan.poll
-            )
-            run.closed = await closed_loop(
-                shop,
-                deployment,
-                orders=plan.orders,
-                concurrency=plan.concurrency,
-                time_limit=plan.time_limit,
-                poll=plan.poll,
-            )
-            run.open = await open_loop(
-                shop,
-                deployment,
-                rate=load.choose(run.closed),
-                duration=plan.duration,
-                poll=plan.poll,
-            )
-            run.rss_after = deployment.rss()
+        async with asyncio.timeout_at(deadline), start(topology, database) as deployment:
+            run.start_s = time.monotonic() - began
+            async with seeded(deployment, products=plan.products, customers=plan.customers) as shop:
+                run.rss_idle = deployment.rss_by_service()
+                await closed_loop(
+                    shop,
+                    deployment,
+                    orders=plan.warmup,
+                    concurrency=4,
+                    time_limit=15,
+                    poll=plan.poll,
+                )
+                run.closed = await closed_loop(
+                    shop,
+                    deployment,
+                    orders=plan.orders,
+                    concurrency=plan.concurrency,
+                    time_limit=plan.time_limit,
+                    poll=plan.poll,
+                )
+                run.open = await open_loop(
+                    shop,
+                    deployment,
+                    rate=load.choose(run.closed),
+                    duration=plan.duration,
+                    poll=plan.poll,
+                )
+                run.rss_after = deployment.rss_by_service()
     except (NotAvailable, ShopNotReady) as error:
         run.missing = str(error)
     except TimeoutError:
@@ -152,8 +172,8 @@ async def run_one(
 
 
 async def measure(*, quick: bool, deadline: float | None = None) -> tuple[list[Section], list[Run]]:
-    """Every topology on every database of the plan; placeholders for what cannot run.
-    ``deadline`` (event-loop time) bounds the whole measurement."""
+    """Every topology on every database of the plan; placeholders for what cannot run; then
+    the storage floor of an order. ``deadline`` (event-loop time) bounds the deployments."""
     plan = QUICK if quick else FULL
     postgres_missing = await postgres_available() if "postgresql" in plan.databases else None
     runs: list[Run] = []
@@ -164,11 +184,25 @@ async def measure(*, quick: bool, deadline: float | None = None) -> tuple[list[S
                 runs.append(Run(topology, database, missing=postgres_missing))
             else:
                 runs.append(await run_one(topology, database, plan, load, deadline))
-    return [_throughput(runs, plan), _fixed_load(runs, plan, load)], runs
+    order_floor = await floor.measure(quick=quick)
+    return [
+        _throughput(runs, plan),
+        _fixed_load(runs, plan, load),
+        _against_floor(runs, order_floor),
+    ], runs
 
 
 def _missing(run: Run) -> str:
     return f"not measured yet: {run.missing}"
+
+
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else fmt(value, 1)
+
+
+def _by_service(cores: dict[str, float]) -> str:
+    ordered = sorted(cores.items(), key=lambda item: -item[1])
+    return ", ".join(f"{name} {value:.2f}" for name, value in ordered)
 
 
 def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
@@ -182,13 +216,14 @@ def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
             "p99 ms",
             "outcomes",
             "server CPU cores",
+            "CPU ms / order",
             "client CPU cores",
         ],
     )
     for run in runs:
         closed = run.closed
         if closed is None:
-            section.rows.append([run.topology, run.database, _missing(run), "", "", "", "", ""])
+            section.rows.append([run.topology, run.database, _missing(run), *[""] * 6])
             continue
         section.rows.append(
             [
@@ -199,6 +234,7 @@ def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
                 fmt(closed.latency_ms(0.99), 1),
                 ", ".join(f"{count} {status}" for status, count in sorted(closed.statuses.items())),
                 f"{closed.server_cores:.2f}",
+                _ms(closed.cpu_ms_per_order),
                 f"{closed.client_cores:.2f}",
             ]
         )
@@ -207,24 +243,26 @@ def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
         f"{plan.time_limit:.0f} s) after {plan.warmup} warm-up orders; each order has 1 to 3 "
         "lines and pays with tok_ok; the client polls GET /orders/{id} until the order is "
         f"terminal (first after {plan.poll * 1000:.0f} ms, then every tenth of the time waited, "
-        "at most 100 ms apart)."
+        "at most 100 ms apart). CPU ms / order is the CPU of every process of the deployment "
+        "over the loop divided by the orders settled."
     )
     section.metrics = _metrics(runs)
     by_key = {(run.topology, run.database): run for run in runs}
     for database in plan.databases:
         mono = by_key.get(("monolith", database))
-        for split in ("split-http", "split-redis"):
+        for split in SPLITS:
             other = by_key.get((split, database))
             key = f"saga_price_{split.replace('-', '_')}_{database}_throughput"
             section.metrics[key] = None
             if mono and mono.closed and other and other.closed and other.closed.per_second:
-                section.metrics[key] = round(mono.closed.per_second / other.closed.per_second, 2)
+                ratio = mono.closed.per_second / other.closed.per_second
+                section.metrics[key] = round(ratio, 2)
                 section.notes.append(
-                    f"price of {split} on {database}: the monolith settles "
-                    f"{mono.closed.per_second / other.closed.per_second:.2f}x the orders per "
-                    f"second; the split's p50 is "
+                    f"price of {split} on {database}: the monolith settles {ratio:.2f}x the "
+                    f"orders per second; the split's p50 is "
                     f"{other.closed.latency_ms(0.5) / mono.closed.latency_ms(0.5):.2f}x the "
-                    "monolith's."
+                    f"monolith's, its CPU per order "
+                    f"{other.closed.cpu_ms_per_order / mono.closed.cpu_ms_per_order:.2f}x."
                 )
             else:
                 reason = other.missing if other and other.missing else "not run"
@@ -232,6 +270,31 @@ def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
                     f"price of {split} on {database} (monolith/split ratio): "
                     f"not measured yet: {reason}."
                 )
+    for run in runs:
+        if run.closed is not None and len(run.closed.cores_by_service) > 1:
+            section.notes.append(
+                f"{run.topology} on {run.database}, CPU cores by service in the closed loop: "
+                f"{_by_service(run.closed.cores_by_service)}."
+            )
+    polled = [run for run in runs if run.closed is not None]
+    if polled:
+        section.notes.append(
+            "GET /orders/{id} polls per order in the closed loop (each is a request the "
+            "deployment serves, through the gateway and, split, one more hop to ordering): "
+            + ", ".join(
+                f"{run.topology} on {run.database} {run.closed.polls_per_order:.1f}"
+                for run in polled
+                if run.closed is not None
+            )
+            + "."
+        )
+    started = [run for run in runs if run.start_s is not None]
+    if started:
+        section.notes.append(
+            "seconds from starting the processes to every one answering /health/ready: "
+            + ", ".join(f"{run.topology} on {run.database} {run.start_s:.1f}" for run in started)
+            + " (all processes start at once and share the machine)."
+        )
     return section
 
 
@@ -246,6 +309,7 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
             "offered / s",
             "settled / s",
             "CPU cores (all processes)",
+            "CPU ms / order",
             "p50 ms",
             "p99 ms",
             "client CPU cores",
@@ -254,7 +318,7 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
     for run in runs:
         opened = run.open
         if opened is None:
-            section.rows.append([run.topology, run.database, _missing(run), "", "", "", "", ""])
+            section.rows.append([run.topology, run.database, _missing(run), *[""] * 6])
             continue
         section.rows.append(
             [
@@ -263,6 +327,7 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
                 f"{opened.offered_per_s:g}",
                 fmt(opened.completed / plan.duration, 1),
                 f"{opened.server_cores:.3f}",
+                _ms(opened.cpu_ms_per_order),
                 fmt(opened.latency_ms(0.50), 1),
                 fmt(opened.latency_ms(0.99), 1),
                 f"{opened.client_cores:.2f}",
@@ -274,15 +339,16 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
         "when that is less (rounded down to 1, 2 or 5 x 10^n), the same for every deployment. "
         "CPU is the sum of user + system time of every process of the deployment over the "
         "offering window, divided by its length (the sandbox payment provider runs as a "
-        "process of its own, outside the deployment, and is not counted). Latency counts "
-        "from when each order was due.",
+        "process of its own, outside the deployment, and is not counted; so is the load "
+        "generator). CPU ms / order is that CPU time divided by the orders offered in the "
+        "window. Latency counts from when each order was due.",
         "settled / s is orders offered in the window that reached a terminal state, divided by "
         "the window: below the offered rate means the deployment fell behind.",
     ]
     by_key = {(run.topology, run.database): run for run in runs}
     for database in plan.databases:
         mono = by_key.get(("monolith", database))
-        for split in ("split-http", "split-redis"):
+        for split in SPLITS:
             other = by_key.get((split, database))
             key = f"saga_price_{split.replace('-', '_')}_{database}_cpu"
             if mono and mono.open and other and other.open and mono.open.server_cores:
@@ -292,7 +358,8 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
                     f"{split} on {database} uses {ratio:.2f}x the CPU of the monolith at this "
                     f"load; its p50 is "
                     f"{other.open.latency_ms(0.5) / mono.open.latency_ms(0.5):.2f}x the "
-                    "monolith's."
+                    f"monolith's, its p99 "
+                    f"{other.open.latency_ms(0.99) / mono.open.latency_ms(0.99):.2f}x."
                 )
             else:
                 section.metrics[key] = None
@@ -300,7 +367,66 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
                 section.notes.append(
                     f"{split}/monolith CPU at this load on {database}: not measured yet: {reason}."
                 )
+    for run in runs:
+        if run.open is not None and len(run.open.cores_by_service) > 1:
+            section.notes.append(
+                f"{run.topology} on {run.database}, CPU cores by service at this load: "
+                f"{_by_service(run.open.cores_by_service)}."
+            )
     section.metrics["saga_fixed_load_per_s"] = rate
+    return section
+
+
+def _against_floor(runs: list[Run], order_floor: floor.Floor) -> Section:
+    """Each deployment's CPU per order next to the storage floor of an order."""
+    section = Section(
+        title="5. CPU per order against the storage floor of an order",
+        headers=["contender", "CPU ms / order", "vs SQLAlchemy Core sync"],
+    )
+    base = order_floor.core_sync_ms
+    section.metrics["order_floor_sqlite3_us"] = order_floor.us.get("sqlite3_us")
+    section.metrics["order_floor_core_sync_us"] = order_floor.us.get("sqlalchemy_core_sync_us")
+    section.metrics["order_floor_core_async_us"] = order_floor.us.get("sqlalchemy_core_async_us")
+    if order_floor.missing is not None:
+        section.notes.append(f"the storage floor was not measured: {order_floor.missing}")
+    for key, label in floor.PATHS.items():
+        if key in order_floor.us:
+            value = order_floor.us[key] / 1000
+            ratio = f"{value / base:.2f}x" if base else "-"
+            section.rows.append([f"floor: {label}", fmt(value, 2), ratio])
+    for run in runs:
+        key = f"saga_{run.topology.replace('-', '_')}_{run.database}"
+        for label, result, suffix in (
+            ("closed loop", run.closed, "closed"),
+            ("fixed load", run.open, "fixed_load"),
+        ):
+            if result is None or math.isnan(result.cpu_ms_per_order):
+                continue
+            ms = result.cpu_ms_per_order
+            section.rows.append(
+                [
+                    f"{run.topology} on {run.database}, {label}",
+                    fmt(ms, 1),
+                    f"{ms / base:.1f}x" if base else "-",
+                ]
+            )
+            section.metrics[f"{key}_{suffix}_cpu_vs_core_sync_floor"] = (
+                round(ms / base, 1) if base else None
+            )
+    if order_floor.missing is None:
+        section.notes.append(
+            f"the floor: {floor.SCRIPT.name} (outside this repository) replays the SQL "
+            "statements of one order on SQLite with no bus, HTTP or framework, "
+            f"{order_floor.orders} orders per path, median of {order_floor.rounds} rounds, "
+            "CPU time of its own process (pinned to one core), run with this virtualenv after "
+            "the deployments stopped."
+        )
+    section.notes.append(
+        "Cleave's CPU per order counts every process of the deployment: the REST API and the "
+        "client's polls, the bus, the outboxes and relays, and the storage work the floor "
+        "does alone; a split adds the internal HTTP hops. The ratio is what the whole stack "
+        "costs above the bare storage statements."
+    )
     return section
 
 
@@ -312,7 +438,16 @@ def _metrics(runs: list[Run]) -> dict[str, float | None]:
         metrics[f"{key}_orders_per_s"] = round(closed.per_second, 1) if closed else None
         metrics[f"{key}_p50_ms"] = round(closed.latency_ms(0.5), 1) if closed else None
         metrics[f"{key}_p99_ms"] = round(closed.latency_ms(0.99), 1) if closed else None
+        metrics[f"{key}_cores"] = round(closed.server_cores, 3) if closed else None
+        metrics[f"{key}_cpu_ms_per_order"] = _round(closed.cpu_ms_per_order) if closed else None
         metrics[f"{key}_fixed_load_cores"] = round(opened.server_cores, 3) if opened else None
         metrics[f"{key}_fixed_load_p50_ms"] = round(opened.latency_ms(0.5), 1) if opened else None
         metrics[f"{key}_fixed_load_p99_ms"] = round(opened.latency_ms(0.99), 1) if opened else None
+        metrics[f"{key}_fixed_load_cpu_ms_per_order"] = (
+            _round(opened.cpu_ms_per_order) if opened else None
+        )
     return metrics
+
+
+def _round(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 2)

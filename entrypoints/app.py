@@ -83,8 +83,9 @@ async def docs(request: Request[Any, Any, Any]) -> bytes:
     return SWAGGER.render(request, request.app.openapi_schema.to_schema())
 
 
-def _rate_limited(request: Request[Any, Any, Any]) -> bool:
-    # Only routes that ask for it (login, register) are throttled.
+async def _rate_limited(request: Request[Any, Any, Any]) -> bool:
+    # Only routes that ask for it (login, register) are throttled. Async: a sync check
+    # would run in a worker thread on every request.
     return bool(request.route_handler.opt.get("rate_limited"))
 
 
@@ -133,6 +134,7 @@ def process_app(plan: ProcessPlan, settings: Settings) -> Litestar:
     rate_limit = RateLimitConfig(
         rate_limit=("minute", settings.auth_rate_limit_per_minute),
         check_throttle_handler=_rate_limited,
+        exclude=["^/internal/", "^/health/", "^/metrics"],
     )
     return Litestar(
         route_handlers=routes,

@@ -144,8 +144,10 @@ def bootstrap(
         local = InProcessTransport(dispatcher)
     elif transport == "loopback":
         local = LoopbackTransport(receiver, codec)
-    else:
+    elif callable(transport):
         local = transport(receiver)
+    else:
+        raise ConfigurationError(f"unknown transport {transport!r}: inprocess or loopback")
     if wrap_transport is not None:
         local = wrap_transport(local)
     transports: dict[str, Transport] = {module.name: local for module in modules}

@@ -32,9 +32,8 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 import stamina
-from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
 
+from adapters.breakers import Breakers, CircuitOpen
 from kernel import Unavailable
 from modules.payments.contracts import PROVIDER_UNAVAILABLE
 from modules.payments.ports import ProviderCharge
@@ -159,17 +158,7 @@ class HttpPaymentProvider:
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._breakers = AsyncCircuitBreakerFactory(
-            default_threshold=breaker_threshold,
-            default_ttl=breaker_cooldown,
-            # A call cancelled by its caller says nothing about the provider's health.
-            exclude=[asyncio.CancelledError],
-        )
-        self._breakers.add_listener(self._on_breaker_event)
-        self._breaker_lock = asyncio.Lock()
-        self._breaker: Any = None
-        #: Whether the one trial call of a half-open circuit is under way.
-        self._trial_in_flight = False
+        self._breakers = Breakers(breaker_threshold, breaker_cooldown, self._on_circuit)
 
     @classmethod
     def from_settings(cls, url: str, settings: Any) -> HttpPaymentProvider:
@@ -189,9 +178,7 @@ class HttpPaymentProvider:
 
         An open circuit whose cooldown has passed says ``opened`` until a call tries it.
         """
-        if self._breaker is None:
-            return "closed"
-        return str(self._breaker.context.state)
+        return self._breakers.state(_CIRCUIT)
 
     async def close(self) -> None:
         """Release the connection pool (on the event loop that used it). Idempotent."""
@@ -227,29 +214,18 @@ class HttpPaymentProvider:
                 f"payment {operation}: the payment provider adapter is closed",
                 code=PROVIDER_UNAVAILABLE,
             )
-        breaker = await self._get_breaker()
-        trial = breaker.context.state != "closed"
-        if trial and self._trial_in_flight:
-            raise Unavailable(
-                f"payment {operation}: the provider's circuit is open (a trial call is under "
-                "way); failing fast",
-                code=PROVIDER_UNAVAILABLE,
-            )
-        if trial:
-            self._trial_in_flight = True
         try:
-            async with breaker:
+            async with self._breakers.guard(_CIRCUIT):
                 return await self._attempts(operation, path, key, body, read)
-        except OpenedState:
-            raise Unavailable(
-                f"payment {operation}: the provider's circuit is open after "
-                f"{self.breaker_threshold} failed calls; failing fast for up to "
-                f"{self.breaker_cooldown}s",
-                code=PROVIDER_UNAVAILABLE,
-            ) from None
-        finally:
-            if trial:
-                self._trial_in_flight = False
+        except CircuitOpen as error:
+            if error.trial:
+                detail = "the provider's circuit is open (a trial call is under way)"
+            else:
+                detail = (
+                    f"the provider's circuit is open after {self.breaker_threshold} failed "
+                    f"calls; failing fast for up to {self.breaker_cooldown}s"
+                )
+            raise Unavailable(f"payment {operation}: {detail}", code=PROVIDER_UNAVAILABLE) from None
 
     async def _attempts(
         self, operation: str, path: str, key: str, body: Any, read: Callable[[_Response], T]
@@ -334,21 +310,12 @@ class HttpPaymentProvider:
             )
         return session
 
-    async def _get_breaker(self) -> Any:
-        if self._breaker is None:
-            async with self._breaker_lock:
-                if self._breaker is None:
-                    self._breaker = await self._breakers.get_breaker(_CIRCUIT)
-        return self._breaker
-
-    def _on_breaker_event(self, name: str, event_type: str, event: Any) -> None:
-        if event_type != "state_changed":
-            return
-        if event.state == "opened":
+    def _on_circuit(self, name: str, state: str) -> None:
+        if state == "opened":
             log.warning(
                 "payment provider circuit opened: calls fail fast for %ss", self.breaker_cooldown
             )
-        elif event.state == "half-opened":
+        elif state == "half-opened":
             log.info("payment provider circuit half-open: one trial call goes through")
         else:
             log.info("payment provider circuit closed: calls go through again")

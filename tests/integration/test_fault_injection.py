@@ -41,7 +41,7 @@ from modules.catalog.contracts import AddProduct
 from modules.inventory.contracts import GetStock, Restock
 from modules.ordering.contracts import ListOrders, OrderLineRequest, PlaceOrder
 from tests.support.faults import FaultPlan, FaultyTransport
-from tests.support.harness import TEST_SETTINGS, SyncDriver
+from tests.support.harness import TEST_SETTINGS, LocalTransport, SyncDriver
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +79,7 @@ class FaultyShop:
         self.provider_url = provider_url
         self.runtime: Runtime | None = None
         self.provider: HttpPaymentProvider | None = None
+        self.local: LocalTransport | None = None
         self.crashes = 0
 
     async def start(self) -> Runtime:
@@ -87,13 +88,15 @@ class FaultyShop:
         def faulty(inner: Transport) -> Transport:
             return FaultyTransport(inner, self.plan)
 
+        self.local = LocalTransport(self.transport, SETTINGS)  # type: ignore[arg-type]
         self.runtime = bootstrap(
             database=self.database,
-            transport=self.transport,  # type: ignore[arg-type]
+            transport=self.local.transport,
             payment_provider=self.provider,
             settings=SETTINGS,
             wrap_transport=faulty,
         )
+        await self.local.serve(self.runtime)
         await self.runtime.start()
         return self.runtime
 
@@ -107,6 +110,8 @@ class FaultyShop:
     async def stop(self, grace: float) -> None:
         if self.runtime is not None:
             await self.runtime.stop(grace=grace)
+        if self.local is not None:
+            await self.local.close()
         if self.provider is not None:
             await self.provider.close()
 

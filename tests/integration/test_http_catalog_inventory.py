@@ -23,6 +23,13 @@ pytestmark = pytest.mark.anyio
 ADMIN = {"email": "admin@example.com", "password": "catalogue keeper 42"}
 
 
+@pytest.fixture(params=["inprocess", "loopback"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """The bus inside the one app process (the split over HTTP drives this same API in
+    tests/topology/test_deployments.py)."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def client(tmp_path: Path, transport: str) -> AsyncIterator[AsyncTestClient[Any]]:
     settings = Settings(

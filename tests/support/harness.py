@@ -84,9 +84,12 @@ async def running_shop(
         await drop_database(database)
 
 
-class _Local:
+class LocalTransport:
     """How a test's modules reach each other: by name, or over HTTP to an internal server
-    of this process (uvicorn, on the test's own event loop)."""
+    of this process (uvicorn, on the test's own event loop).
+
+    ``transport`` goes to ``bootstrap``; ``serve(runtime)`` starts the server (HTTP only)
+    once the runtime exists; ``close()`` stops it."""
 
     def __init__(self, transport: Transport, settings: Settings) -> None:
         self.settings = settings
@@ -107,8 +110,6 @@ class _Local:
     async def serve(self, runtime: Runtime) -> None:
         if self._client is None:
             return
-        import uvicorn
-
         from adapters.bus.http.server import internal_app
         from adapters.bus.http.signing import Verifier
         from kernel.receiver import Receiver
@@ -124,20 +125,7 @@ class _Local:
             Verifier(self.settings.service_key),
             frozenset(runtime.bus.registry.modules),
         )
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            lifespan="off",
-            access_log=False,
-        )
-        config.load()
-        server = uvicorn.Server(config)
-        # What Server.serve does, without taking over the process's signals.
-        server.lifespan = config.lifespan_class(config)
-        await server.startup()
-        self._server = server
+        self._server = await start_server(app, self.port)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -146,9 +134,36 @@ class _Local:
             await self._client.close()
 
 
+async def start_server(app: Any, port: int) -> Any:
+    """Serve an ASGI app on 127.0.0.1:``port`` from the running event loop (uvicorn, as in
+    production, but without taking over the process's signals); ``await server.shutdown()``
+    stops it."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, lifespan="off", access_log=False
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup()
+    return server
+
+
 @contextlib.asynccontextmanager
-async def _over(transport: Transport, settings: Settings) -> AsyncIterator[_Local]:
-    local = _Local(transport, settings)
+async def served(app: Any) -> AsyncIterator[str]:
+    """An app served over real HTTP on this event loop; yields its base URL."""
+    port = free_port()
+    server = await start_server(app, port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await server.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def _over(transport: Transport, settings: Settings) -> AsyncIterator[LocalTransport]:
+    local = LocalTransport(transport, settings)
     try:
         yield local
     finally:

@@ -25,9 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
-from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
 
+from adapters.breakers import Breakers, CircuitOpen
 from adapters.bus.http.signing import Signer
 from kernel.bus import Call
 from kernel.codec import Codec
@@ -49,6 +48,10 @@ class _Failed(Exception):
     """The request may have reached the service, but no answer came back."""
 
 
+def _log_circuit(target: str, state: str) -> None:
+    log.warning("circuit of %s is now %s", target, state)
+
+
 class HttpClient:
     """Pooled connections and per-instance circuit breakers, shared by every remote module."""
 
@@ -67,16 +70,7 @@ class HttpClient:
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
-        self._breakers = AsyncCircuitBreakerFactory(
-            default_threshold=breaker_threshold,
-            default_ttl=breaker_cooldown,
-            # A call its caller gave up on says nothing about the instance's health.
-            exclude=[asyncio.CancelledError],
-        )
-        self._breakers.add_listener(self._on_breaker_event)
-        self._breaker_of: dict[str, Any] = {}
-        #: Instances whose half-open circuit is being tried by one call already.
-        self._trials: set[str] = set()
+        self.breakers = Breakers(breaker_threshold, breaker_cooldown, _log_circuit)
 
     def _session_now(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -107,46 +101,15 @@ class HttpClient:
         except (aiohttp.ClientError, TimeoutError, Unavailable):
             return False
 
-    def breaker_state(self, url: str) -> str:
-        """``closed``, ``opened`` or ``half-opened``: the circuit of one instance."""
-        breaker = self._breaker_of.get(url)
-        return "closed" if breaker is None else str(breaker.context.state)
-
-    def callable(self, url: str) -> bool:
-        """Whether a call to ``url`` may go out now: its circuit is closed, or open for
-        longer than the cooldown with no trial call under way."""
-        breaker = self._breaker_of.get(url)
-        if breaker is None or breaker.context.state == "closed":
-            return True
-        if url in self._trials:
-            return False
-        opened_at = breaker.context.opened_at
-        return opened_at is None or time.time() >= opened_at + self.breaker_cooldown
-
-    def _on_breaker_event(self, name: str, event_type: str, event: Any) -> None:
-        if event_type == "state_changed":
-            log.warning("circuit of %s is now %s", name, getattr(event, "state", event))
-
     async def post(self, url: str, path: str, body: bytes, media_type: str, within: float) -> bytes:
         """POST a signed ``body`` to one instance inside its circuit breaker; the reply body.
 
         Raises ``_NotSent`` (connection refused, circuit open) or ``_Failed`` (no answer)."""
-        breaker = self._breaker_of.get(url)
-        if breaker is None:
-            breaker = self._breaker_of[url] = await self._breakers.get_breaker(url)
-        trial = breaker.context.state != "closed"
-        if trial and url in self._trials:
-            raise _NotSent(f"{url}: circuit open, a trial call is under way")
-        if trial:
-            self._trials.add(url)
         try:
-            async with breaker:
+            async with self.breakers.guard(url):
                 return await self._send(url, path, body, media_type, within)
-        except OpenedState:
-            raise _NotSent(f"{url}: circuit open after repeated failures") from None
-        finally:
-            if trial:
-                self._trials.discard(url)
+        except CircuitOpen as error:
+            raise _NotSent(str(error)) from None
 
     async def _send(
         self, url: str, path: str, body: bytes, media_type: str, within: float
@@ -248,6 +211,6 @@ class HttpTransport:
         start = next(self._next)
         for offset in range(count):
             url = self.addresses[(start + offset) % count]
-            if self._client.callable(url):
+            if self._client.breakers.callable(url):
                 return url
         return self.addresses[start % count]  # every circuit is open: fail fast on one

@@ -17,7 +17,6 @@ import httpx
 import pytest
 from litestar import Litestar, Request
 from litestar.di import Provide
-from litestar.testing import AsyncTestClient
 
 from adapters.http.auth import JwtTokenIssuer, jwt_auth, provide_principal, role_guard
 from adapters.http.problems import EXCEPTION_HANDLERS
@@ -39,7 +38,7 @@ from modules.payments.contracts import (
 )
 from modules.payments.module import module as payments
 from tests.contracts.payments.observer.module import Seen, observer
-from tests.support.harness import running_shop
+from tests.support.harness import running_shop, served
 
 pytestmark = pytest.mark.anyio
 
@@ -324,7 +323,8 @@ async def test_the_rest_route_lists_charges_for_admins(shop: Runtime) -> None:
     )
     admin_token, _ = issuer.issue("admin-1", ("admin",))
     customer_token, _ = issuer.issue("customer-1", ("customer",))
-    async with AsyncTestClient(app) as client:
+    # Served on this loop: the bus may call the payments module over HTTP from the route.
+    async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
         response = await client.get(
             f"/api/v1/payments/{order}", headers={"Authorization": f"Bearer {admin_token}"}
         )

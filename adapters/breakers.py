@@ -1,0 +1,100 @@
+"""Circuit breakers for calls to anything remote, on purgatory.
+
+One breaker per named target (the payment provider, each instance of a remote service):
+after ``threshold`` failed calls in a row the circuit opens and calls fail fast, without a
+request, for ``cooldown`` seconds; then exactly one trial call goes through (purgatory's
+half-open state lets every caller through, so the gate here keeps it to one) and closes the
+circuit if it succeeds. A call its caller cancelled says nothing about the target's health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+
+
+class CircuitOpen(Exception):
+    """The target's circuit is open (or its one trial call is under way): fail fast."""
+
+    def __init__(self, target: str, trial: bool) -> None:
+        self.target = target
+        self.trial = trial
+        super().__init__(
+            f"{target}: circuit open, a trial call is under way"
+            if trial
+            else f"{target}: circuit open after repeated failures"
+        )
+
+
+class Breakers:
+    """Circuit breakers by target name."""
+
+    def __init__(
+        self,
+        threshold: int,
+        cooldown: float,
+        on_change: Callable[[str, str], None] | None = None,
+    ) -> None:
+        if threshold < 1:
+            raise ValueError("a breaker threshold must be at least 1")
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._factory = AsyncCircuitBreakerFactory(
+            default_threshold=threshold,
+            default_ttl=cooldown,
+            exclude=[asyncio.CancelledError],
+        )
+        if on_change is not None:
+            self._factory.add_listener(
+                lambda name, kind, event: (
+                    on_change(name, event.state) if kind == "state_changed" else None
+                )
+            )
+        self._breakers: dict[str, Any] = {}
+        self._trials: set[str] = set()
+
+    def state(self, target: str) -> str:
+        """``closed``, ``opened`` or ``half-opened``. An open circuit whose cooldown has
+        passed says ``opened`` until a call tries it."""
+        breaker = self._breakers.get(target)
+        return "closed" if breaker is None else str(breaker.context.state)
+
+    def callable(self, target: str) -> bool:
+        """Whether a call to ``target`` may go out now: closed, or open past the cooldown
+        with no trial under way."""
+        breaker = self._breakers.get(target)
+        if breaker is None or breaker.context.state == "closed":
+            return True
+        if target in self._trials:
+            return False
+        opened_at = breaker.context.opened_at
+        return opened_at is None or time.time() >= opened_at + self.cooldown
+
+    @asynccontextmanager
+    async def guard(self, target: str) -> AsyncIterator[None]:
+        """Run the body as one call to ``target``; an exception out of it is a failure.
+
+        Raises ``CircuitOpen`` without running the body when the circuit is open.
+        """
+        breaker = self._breakers.get(target)
+        if breaker is None:
+            breaker = self._breakers[target] = await self._factory.get_breaker(target)
+        trial = breaker.context.state != "closed"
+        if trial and target in self._trials:
+            raise CircuitOpen(target, trial=True)
+        if trial:
+            self._trials.add(target)
+        try:
+            async with breaker:
+                yield
+        except OpenedState:
+            raise CircuitOpen(target, trial=False) from None
+        finally:
+            if trial:
+                self._trials.discard(target)
