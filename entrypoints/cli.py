@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from entrypoints.settings import Settings, settings_from_environment
 from kernel.errors import CleaveError, ConfigurationError
@@ -58,8 +59,69 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="port to listen on (CLEAVE_PORT, default 8000)")
     run.set_defaults(action=_run)
 
+    up = commands.add_parser(
+        "up", help="start every process of a topology on this machine (Ctrl-C stops them)"
+    )
+    up.add_argument(
+        "--topology", required=True, help="a topology file, e.g. topologies/split-http.toml"
+    )
+    up.set_defaults(action=_up)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run one service of a topology (a module's, or the gateway), as a container would",
+    )
+    serve.add_argument("service", help="a service of the topology, or a module it hosts")
+    serve.add_argument("--topology", required=True, help="the topology file")
+    serve.add_argument("--host", help="address to listen on (default: the topology's)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: the topology's)")
+    serve.set_defaults(action=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run the dramatiq workers of a service reached over queues (transport redis)",
+    )
+    worker.add_argument("service", help="a service of the topology, or a module it hosts")
+    worker.add_argument("--topology", required=True, help="the topology file")
+    worker.add_argument(
+        "--processes", type=int, default=1, help="worker processes (default 1; >1 needs PostgreSQL)"
+    )
+    worker.add_argument("--threads", type=int, default=8, help="threads per process (default 8)")
+    worker.add_argument(
+        "--port", type=int, help="where to serve /health/ready (default: the topology's port)"
+    )
+    worker.set_defaults(action=_worker)
+
+    topology = commands.add_parser("topology", help="check topologies").add_subparsers(
+        title="topology"
+    )
+    check = topology.add_parser("check", help="validate a topology and print its process plan")
+    check.add_argument("file")
+    check.set_defaults(action=_topology_check)
+
+    deploy = commands.add_parser(
+        "deploy", help="render deployment files (Compose, Kubernetes) from a topology"
+    ).add_subparsers(title="deploy")
+    render = deploy.add_parser("render", help="write the files of one target for a topology")
+    render.add_argument("--target", required=True, choices=["compose", "k8s"])
+    render.add_argument("file", help="a topology file under topologies/ (the image has those)")
+    render.add_argument("--out", help="output directory (default: deploy/<topology name>/)")
+    render.add_argument("--image", default="cleave:latest", help="the image to run")
+    render.add_argument("--namespace", default="cleave", help="Kubernetes namespace")
+    render.add_argument(
+        "--with-secret-template",
+        action="store_true",
+        help="k8s: also write secret.template.yaml, the Secret with placeholders to replace",
+    )
+    render.set_defaults(action=_deploy_render)
+
     demo = commands.add_parser("demo", help="fill a fresh database and show an order flow")
     demo.add_argument("--database-url", help="use this database instead of a temporary one")
+    demo.add_argument(
+        "--url",
+        help="drive a running shop (cleave run, cleave up) instead of starting one; its admin "
+        "is CLEAVE_ADMIN_EMAIL / CLEAVE_ADMIN_PASSWORD",
+    )
     demo.set_defaults(action=_demo)
 
     users = commands.add_parser("users", help="manage accounts").add_subparsers(title="users")
@@ -72,20 +134,30 @@ def _parser() -> argparse.ArgumentParser:
     letters = commands.add_parser(
         "dead-letters", help="inspect and replay deliveries that failed for good"
     ).add_subparsers(title="dead-letters")
+    topology_help = (
+        "a topology: every module's database, and the broker's dead letters of the modules "
+        "it reaches over queues (default: CLEAVE_DATABASE_URL only)"
+    )
     listing = letters.add_parser("list", help="list dead letters")
     listing.add_argument("--module", help="only this module's")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument("--topology", help=topology_help)
     listing.set_defaults(action=_dead_letters_list)
     show = letters.add_parser("show", help="show one dead letter")
-    show.add_argument("ref", help="module:id, as printed by list")
+    show.add_argument("ref", help="module:id (or redis:module:id), as printed by list")
+    show.add_argument("--topology", help=topology_help)
     show.set_defaults(action=_dead_letters_show)
-    retry = letters.add_parser("retry", help="put dead letters back in their outbox")
+    retry = letters.add_parser(
+        "retry", help="put dead letters back in their outbox (or on their queue)"
+    )
     retry.add_argument("refs", nargs="*", help="module:id ... (default: none)")
     retry.add_argument("--all", action="store_true", help="every dead letter")
+    retry.add_argument("--topology", help=topology_help)
     retry.set_defaults(action=_dead_letters_retry)
     purge = letters.add_parser("purge", help="delete dead letters")
     purge.add_argument("refs", nargs="*", help="module:id ...")
     purge.add_argument("--all", action="store_true", help="every dead letter")
+    purge.add_argument("--topology", help=topology_help)
     purge.set_defaults(action=_dead_letters_purge)
 
     sandbox = commands.add_parser(
@@ -113,10 +185,98 @@ def _run(arguments: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _demo(arguments: argparse.Namespace, settings: Settings) -> int:
-    from entrypoints.demo import run_demo
+def _load(path: str):  # type: ignore[no-untyped-def]
+    from entrypoints.bootstrap import SHOP_PACKAGES
+    from entrypoints.topology import load_topology
 
-    asyncio.run(run_demo(arguments.database_url))
+    return load_topology(path, list(SHOP_PACKAGES))
+
+
+def _topology_check(arguments: argparse.Namespace, settings: Settings) -> int:
+    print(_load(arguments.file).plan())
+    return 0
+
+
+def _deploy_render(arguments: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from entrypoints.deploy import render_files, topology_path_in_image, write_files
+
+    topology = _load(arguments.file)
+    files = render_files(
+        topology,
+        arguments.target,
+        topology_path=topology_path_in_image(arguments.file),
+        image=arguments.image,
+        namespace=arguments.namespace,
+        with_secret_template=arguments.with_secret_template,
+    )
+    for path in write_files(files, Path(arguments.out or Path("deploy") / topology.name)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _up(arguments: argparse.Namespace, settings: Settings) -> int:
+    from entrypoints.up import run_up
+
+    return run_up(_load(arguments.topology), arguments.topology)
+
+
+def _serve(arguments: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    import uvicorn
+
+    topology = _load(arguments.topology)
+    service = topology.service(arguments.service)
+    refusals = settings.refusals(split=True, strict=True)
+    if refusals:
+        raise ConfigurationError(
+            "cleave serve runs a service as in production and refuses:\n  " + "\n  ".join(refusals)
+        )
+    if service.transport != "http" and not service.public:
+        raise ConfigurationError(
+            f"service {service.name!r} is reached over {service.transport}: run it with "
+            f"cleave worker {service.name} --topology {arguments.topology}"
+        )
+    os.environ["CLEAVE_TOPOLOGY"] = arguments.topology
+    os.environ["CLEAVE_SERVICE"] = service.name
+    port = arguments.port or service.port
+    uvicorn.run(
+        "entrypoints.app:service_app",
+        factory=True,
+        host=arguments.host or service.host,
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+    return 0
+
+
+def _worker(arguments: argparse.Namespace, settings: Settings) -> int:
+    from entrypoints.worker import run_worker
+
+    if arguments.processes < 1 or arguments.threads < 1:
+        raise ValueError("--processes and --threads must be at least 1")
+    return run_worker(
+        arguments.topology,
+        arguments.service,
+        settings,
+        processes=arguments.processes,
+        threads=arguments.threads,
+        port=arguments.port,
+    )
+
+
+def _demo(arguments: argparse.Namespace, settings: Settings) -> int:
+    from entrypoints.demo import run_demo, run_demo_at
+
+    if arguments.url:
+        if not (settings.admin_email and settings.admin_password):
+            raise ValueError("--url needs CLEAVE_ADMIN_EMAIL and CLEAVE_ADMIN_PASSWORD")
+        asyncio.run(run_demo_at(arguments.url, settings.admin_email, settings.admin_password))
+    else:
+        asyncio.run(run_demo(arguments.database_url))
     return 0
 
 
@@ -146,15 +306,109 @@ def _create_admin(arguments: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _dead_letters(settings: Settings):  # type: ignore[no-untyped-def]
-    from adapters.sqlalchemy.database import Database
-    from adapters.sqlalchemy.dead_letters import DeadLetters
-    from entrypoints.bootstrap import create_tables, shop_modules
+class _DeadLetterStores:
+    """Every dead letter an operator can reach: the outbox dead letters of each module's
+    database (one database, ``CLEAVE_DATABASE_URL``, or each module's from ``--topology``),
+    and, with a topology that reaches modules over queues, what the broker dead-lettered."""
 
-    modules = shop_modules()
-    # A tool may wait for the app's writes; it has no event loop to keep responsive.
-    database = Database(settings.database_url, schema=settings.database_schema, inline=False)
-    return database, DeadLetters(database, [module.name for module in modules]), create_tables
+    def __init__(self, settings: Settings, topology_path: str | None) -> None:
+        self.settings = settings
+        self.topology = _load(topology_path) if topology_path else None
+        self.databases: list[Any] = []
+        #: The outbox dead letters of each module, by module name.
+        self.outbox: dict[str, Any] = {}
+        self.broker: Any = None
+
+    async def __aenter__(self) -> _DeadLetterStores:
+        from pathlib import Path
+
+        from adapters.sqlalchemy.database import Database
+        from adapters.sqlalchemy.dead_letters import DeadLetters
+        from entrypoints.bootstrap import create_tables, shop_modules
+
+        settings, topology = self.settings, self.topology
+        if topology is None:
+            groups = {settings.database_url: [module.name for module in shop_modules()]}
+        else:
+            groups = {}
+            for service in topology.services:
+                for module in service.modules:
+                    groups.setdefault(topology.database_url(module), []).append(module)
+        for url, names in groups.items():
+            # A tool may wait for the app's writes; it has no event loop to keep responsive.
+            database = Database(url, schema=settings.database_schema, inline=False)
+            if database.is_sqlite and database.url.database:
+                Path(database.url.database).parent.mkdir(parents=True, exist_ok=True)
+            self.databases.append(database)
+            await create_tables(database, shop_modules(names))
+            letters = DeadLetters(database, names)
+            self.outbox.update({name: letters for name in names})
+        if topology is not None:
+            queued = [m for m in topology.modules if topology.transport_of(m) == "redis"]
+            if queued:
+                from adapters.bus.redis.config import QueueConfig
+                from adapters.bus.redis.dead_letters import broker_dead_letters
+
+                self.broker = broker_dead_letters(QueueConfig.from_settings(settings), queued)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.broker is not None:
+            self.broker.close()
+        for database in self.databases:
+            await database.dispose()
+
+    def _outbox_of(self, module: str) -> Any:
+        try:
+            return self.outbox[module]
+        except KeyError:
+            known = ", ".join(self.outbox) or "none"
+            raise ValueError(f"no module {module!r} here (known: {known})") from None
+
+    def _is_broker(self, ref: str) -> bool:
+        from adapters.bus.redis.dead_letters import is_broker_ref
+
+        if not is_broker_ref(ref):
+            return False
+        if self.broker is None:
+            raise ValueError(f"{ref} is a broker dead letter: name the topology (--topology FILE)")
+        return True
+
+    async def list(self, module: str | None = None) -> list[Any]:
+        found: list[Any] = []
+        if module is not None:
+            found.extend(await self._outbox_of(module).list(module))
+        else:
+            for letters in {id(s): s for s in self.outbox.values()}.values():
+                found.extend(await letters.list())
+        if self.broker is not None and (module is None or module in self.broker.modules):
+            found.extend(await asyncio.to_thread(self.broker.list, module))
+        return sorted(found, key=lambda letter: letter.failed_at)
+
+    async def get(self, ref: str) -> Any:
+        if self._is_broker(ref):
+            return await asyncio.to_thread(self.broker.get, ref)
+        return await self._outbox_of(ref.partition(":")[0]).get(ref)
+
+    async def retry(self, ref: str) -> str | None:
+        """Where the dead letter went back to; None if there is no such dead letter."""
+        if self._is_broker(ref):
+            replayed = await asyncio.to_thread(self.broker.retry, ref)
+            return "back on its queue" if replayed else None
+        replayed = await self._outbox_of(ref.partition(":")[0]).retry(ref)
+        return "back in the outbox" if replayed else None
+
+    async def purge(self, ref: str | None = None) -> int:
+        if ref is not None:
+            if self._is_broker(ref):
+                return int(await asyncio.to_thread(self.broker.purge, ref))
+            return int(await self._outbox_of(ref.partition(":")[0]).purge(ref))
+        removed = 0
+        for letters in {id(s): s for s in self.outbox.values()}.values():
+            removed += await letters.purge()
+        if self.broker is not None:
+            removed += await asyncio.to_thread(self.broker.purge)
+        return removed
 
 
 def _when(timestamp: float) -> str:
@@ -163,12 +417,8 @@ def _when(timestamp: float) -> str:
 
 def _dead_letters_list(arguments: argparse.Namespace, settings: Settings) -> int:
     async def listing() -> None:
-        database, letters, create_tables = _dead_letters(settings)
-        try:
-            await create_tables(database)
-            found = await letters.list(arguments.module)
-        finally:
-            await database.dispose()
+        async with _DeadLetterStores(settings, arguments.topology) as stores:
+            found = await stores.list(arguments.module)
         if arguments.json:
             for letter in found:
                 print(
@@ -200,12 +450,8 @@ def _dead_letters_list(arguments: argparse.Namespace, settings: Settings) -> int
 
 def _dead_letters_show(arguments: argparse.Namespace, settings: Settings) -> int:
     async def show() -> int:
-        database, letters, create_tables = _dead_letters(settings)
-        try:
-            await create_tables(database)
-            letter = await letters.get(arguments.ref)
-        finally:
-            await database.dispose()
+        async with _DeadLetterStores(settings, arguments.topology) as stores:
+            letter = await stores.get(arguments.ref)
         if letter is None:
             print(f"cleave: no dead letter {arguments.ref}", file=sys.stderr)
             return 1
@@ -242,20 +488,17 @@ def _dead_letters_retry(arguments: argparse.Namespace, settings: Settings) -> in
     refs = _refs(arguments)
 
     async def retry() -> int:
-        database, letters, create_tables = _dead_letters(settings)
-        try:
-            await create_tables(database)
-            targets = refs if refs is not None else [letter.ref for letter in await letters.list()]
+        async with _DeadLetterStores(settings, arguments.topology) as stores:
+            targets = refs if refs is not None else [letter.ref for letter in await stores.list()]
             missing = 0
             for ref in targets:
-                if await letters.retry(ref):
-                    print(f"{ref}: back in the outbox")
+                where = await stores.retry(ref)
+                if where is not None:
+                    print(f"{ref}: {where}")
                 else:
                     print(f"{ref}: no such dead letter", file=sys.stderr)
                     missing += 1
             return 1 if missing else 0
-        finally:
-            await database.dispose()
 
     return asyncio.run(retry())
 
@@ -264,18 +507,14 @@ def _dead_letters_purge(arguments: argparse.Namespace, settings: Settings) -> in
     refs = _refs(arguments)
 
     async def purge() -> None:
-        database, letters, create_tables = _dead_letters(settings)
-        try:
-            await create_tables(database)
+        async with _DeadLetterStores(settings, arguments.topology) as stores:
             removed = 0
             if refs is None:
-                removed = await letters.purge()
+                removed = await stores.purge()
             else:
                 for ref in refs:
-                    removed += await letters.purge(ref)
+                    removed += await stores.purge(ref)
             print(f"purged {removed} dead letter(s)")
-        finally:
-            await database.dispose()
 
     asyncio.run(purge())
     return 0

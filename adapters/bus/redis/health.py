@@ -1,0 +1,54 @@
+"""``/health/live`` and ``/health/ready`` of a worker, for ``cleave up`` and orchestrators.
+
+A worker serves no API, but whoever starts it needs to know when it is ready. The server runs
+on the worker's event loop. Every worker process of a service binds the same port with
+``SO_REUSEPORT``, so that any number of them can run (the kernel spreads the probes), and a
+probe answers for the process that took it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+log = logging.getLogger("cleave.queues.health")
+
+Checks = Callable[[], Awaitable[dict[str, bool]]]
+
+
+class HealthServer:
+    def __init__(self, host: str, port: int, checks: Checks) -> None:
+        self.host = host
+        self.port = port
+        self._checks = checks
+        self._runner: web.AppRunner | None = None
+        #: Set when the worker begins to stop: no longer ready, still live.
+        self.stopping = False
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/health/live", self._live)
+        app.router.add_get("/health/ready", self._ready)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_port=True)
+        await site.start()
+        self._runner = runner
+        log.info("health probes on http://%s:%d/health/ready", self.host, self.port)
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _live(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        checks = await self._checks()
+        checks["accepting work"] = not self.stopping
+        ok = all(checks.values())
+        body = {"status": "ok" if ok else "unavailable", "checks": checks}
+        return web.json_response(body, status=200 if ok else 503)
