@@ -38,15 +38,14 @@ TOPOLOGIES_DIR = Path(__file__).resolve().parents[1] / "topologies"
 POSTGRES_URL = os.environ.get(
     "CLEAVE_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+REDIS_URL = os.environ.get("CLEAVE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 ADMIN_EMAIL = "bench-admin@example.com"
 ADMIN_PASSWORD = "bench-admin-password-1"
 #: How long a process may take to answer /health/ready.
 START_TIMEOUT = 60.0
 
 #: What each topology still needs before it can be measured.
-MISSING = {
-    "split-redis": "needs the Redis transport",
-}
+MISSING: dict[str, str] = {}
 
 
 class NotAvailable(Exception):
@@ -170,6 +169,8 @@ def _environment(schema: str | None) -> dict[str, str]:
         # Per-request access logs would measure the logger, not the shop.
         CLEAVE_LOG_LEVEL=os.environ.get("CLEAVE_BENCH_LOG_LEVEL", "WARNING"),
         CLEAVE_SHUTDOWN_GRACE_SECONDS="5",
+        # Its own keys and queues on a shared Redis, removed afterwards (_forget_queues).
+        CLEAVE_QUEUE_NAMESPACE=f"bench{secrets.token_hex(5)}",
     )
     if schema is not None:
         environment["CLEAVE_DATABASE_SCHEMA"] = schema
@@ -373,6 +374,7 @@ async def start(topology: TopologyName, database: DatabaseKind) -> AsyncIterator
                     )
                 finally:
                     processes.stop(grace=15)
+                    _forget_queues(environment)
                     for child in processes.children:
                         _keep(child.log, prefix=topology)
         finally:
@@ -393,3 +395,18 @@ def _keep(log: Path, prefix: str = "") -> None:
 def _workspace() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="cleave-bench-") as directory:
         yield Path(directory)
+
+
+def _forget_queues(environment: dict[str, str]) -> None:
+    """Delete what a deployment left on Redis under its namespace (nothing for HTTP)."""
+    import redis
+
+    namespace = environment.get("CLEAVE_QUEUE_NAMESPACE")
+    if not namespace:
+        return
+    with contextlib.suppress(redis.RedisError):
+        client = redis.Redis.from_url(environment.get("CLEAVE_REDIS_URL", REDIS_URL))
+        keys = list(client.scan_iter(f"{namespace}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()

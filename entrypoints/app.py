@@ -64,13 +64,22 @@ async def ready(state: State) -> Response[dict[str, Any]]:
 
 
 async def remote_health(process: RunningProcess) -> dict[str, dict[str, bool]]:
-    """Whether each instance of each remote module answers its liveness probe."""
-    client = process.http_client
+    """Whether each instance of each remote module answers its liveness probe (over HTTP),
+    or whether the broker of the modules reached over queues answers."""
     found: dict[str, dict[str, bool]] = {}
+    broker: bool | None = None
     for module, where in process.plan.remote.items():
+        if where.transport != "http":
+            if broker is None:
+                client = process.queue_client
+                broker = client is not None and await client.alive()
+            found[module] = {"broker": broker}
+            continue
         found[module] = {}
         for url in where.addresses:
-            found[module][url] = client is not None and await client.alive(url)
+            found[module][url] = process.http_client is not None and (
+                await process.http_client.alive(url)
+            )
     return found
 
 

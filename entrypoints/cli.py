@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--port", type=int, help="where to serve /health/ready (default: the topology's port)"
     )
+    worker.add_argument("--host", help="address of the health probes (default: the topology's)")
     worker.set_defaults(action=_worker)
 
     topology = commands.add_parser("topology", help="check topologies").add_subparsers(
@@ -265,6 +266,7 @@ def _worker(arguments: argparse.Namespace, settings: Settings) -> int:
         processes=arguments.processes,
         threads=arguments.threads,
         port=arguments.port,
+        host=arguments.host,
     )
 
 

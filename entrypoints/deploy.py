@@ -77,10 +77,8 @@ def topology_path_in_image(path: str | Path) -> str:
 
 def command(service: Service, topology_path: str) -> list[str]:
     """The container's arguments (the image's entrypoint is ``cleave``)."""
-    if is_worker(service):
-        return ["worker", service.name, "--topology", topology_path]
     return [
-        "serve",
+        "worker" if is_worker(service) else "serve",
         service.name,
         "--topology",
         topology_path,
@@ -141,8 +139,7 @@ def _compose_service(
         "stop_grace_period": "20s",
         "environment": _compose_environment(topology, service),
     }
-    if not is_worker(service):
-        entry["healthcheck"] = _compose_healthcheck()
+    entry["healthcheck"] = _compose_healthcheck()
     if service.public:
         entry["ports"] = [_published_ports(service)]
     if service.instances > 1:
@@ -228,8 +225,7 @@ def _compose_depends_on(topology: Topology, service: Service) -> Manifest:
     if service.public:
         for other in topology.services:
             if other is not service:
-                condition = "service_started" if is_worker(other) else "service_healthy"
-                depends_on[other.name] = {"condition": condition}
+                depends_on[other.name] = {"condition": "service_healthy"}
     return depends_on
 
 
@@ -323,11 +319,6 @@ def _deployment(
     topology: Topology, service: Service, topology_path: str, image: str, namespace: str
 ) -> Manifest:
     metadata = _metadata(topology, service, namespace)
-    if is_worker(service):
-        metadata["annotations"] = {
-            "cleave.dev/probes": "none: a Redis worker serves no HTTP; it exits when it "
-            "fails and the Deployment restarts it"
-        }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -376,9 +367,9 @@ def _container(topology: Topology, service: Service, topology_path: str, image: 
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    if not is_worker(service):
-        container["ports"] = [{"name": "http", "containerPort": CONTAINER_PORT}]
-        container.update(_probes())
+    # A worker serves its health probes on the same port (nothing else: it has no Service).
+    container["ports"] = [{"name": "http", "containerPort": CONTAINER_PORT}]
+    container.update(_probes())
     return container
 
 

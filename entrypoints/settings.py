@@ -70,6 +70,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     broker: Literal["redis", "rabbitmq"] = "redis"
     redis_url: str = "redis://127.0.0.1:6379/0"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    #: Prefix of every key and queue of this deployment on the broker (several deployments,
+    #: or test runs, may share one Redis).
+    queue_namespace: str = "dramatiq"
     #: How long a relay waits for a queued delivery's outcome before it sends it again
     #: (the worker died); a worker reports each broker retry, which extends the wait.
     delivery_ack_timeout_seconds: float = 30.0

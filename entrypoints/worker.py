@@ -90,6 +90,7 @@ def run_worker(
     processes: int = 1,
     threads: int = 8,
     port: int | None = None,
+    host: str | None = None,
 ) -> int:
     """Run the workers of one service until SIGTERM/SIGINT; dramatiq's exit status."""
     from adapters.bus.redis.config import QueueConfig
@@ -110,7 +111,7 @@ def run_worker(
     health_port = port or service.port
     if health_port:
         os.environ[HEALTH_PORT_VARIABLE] = str(health_port)
-        os.environ[HEALTH_HOST_VARIABLE] = service.host
+        os.environ[HEALTH_HOST_VARIABLE] = host or service.host
     else:
         os.environ.pop(HEALTH_PORT_VARIABLE, None)
 

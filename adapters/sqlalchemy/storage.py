@@ -325,8 +325,19 @@ class SqlOutboxStore:
                 rows = sorted((await connection.execute(self._claim, parameters)).all(), key=_id)
         return [self._record(row) for row in rows]
 
+    @property
+    def renew_interval(self) -> float | None:
+        return None if self._database.is_sqlite else self.lease_seconds / 3
+
     async def release(self, records: Sequence[OutboxRecord]) -> None:
         """Give up the claims on records this instance will not deliver (it is stopping)."""
+        await self._claim_until(records, self._clock.now())
+
+    async def renew(self, records: Sequence[OutboxRecord]) -> None:
+        """Extend the claims on records still in flight by a whole lease."""
+        await self._claim_until(records, self._clock.now() + self.lease_seconds)
+
+    async def _claim_until(self, records: Sequence[OutboxRecord], until: float) -> None:
         if self._database.is_sqlite or not records:
             return
         outbox = self._tables.outbox
@@ -334,7 +345,7 @@ class SqlOutboxStore:
             await connection.execute(
                 update(outbox)
                 .where(outbox.c.id.in_([record.id for record in records]))
-                .values(next_attempt_at=self._clock.now())
+                .values(next_attempt_at=until)
             )
 
     def _record(self, row: Any) -> OutboxRecord:

@@ -13,6 +13,7 @@ import asyncio
 import random
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,3 +137,35 @@ async def test_a_second_process_on_one_sqlite_file_is_refused(tmp_path: Path) ->
         held.release()
         await database.dispose()
     claim_sqlite_file(database, "inventory (after)").release()
+
+
+@pytest.mark.postgres
+async def test_a_renewed_claim_outlasts_its_first_lease(postgres_url: str) -> None:
+    database = await open_database(postgres_url)
+    try:
+        await database.create_all([messaging_tables("inventory").metadata])
+        storage = _storage(database)
+        await _fill(storage)
+        clock = SystemClock()
+        first, second = SqlOutboxStore(storage, lease_seconds=1), SqlOutboxStore(storage)
+        claimed = {record.id for record in await first.due(clock.now(), 5)}
+        await asyncio.sleep(0.6)  # the delivery is slow
+        await first.renew([r for r in await _all(second) if r.id in claimed])
+        # Past the first lease (0.6 + 0.9 > 1 s), the renewed claims still hold...
+        later = await second.due(clock.now() + 0.9, RECORDS)
+        assert claimed.isdisjoint(record.id for record in later)
+        # ... and end one lease after the renewal.
+        expired = await second.due(clock.now() + 1.5, RECORDS)
+        assert claimed <= {record.id for record in expired}
+    finally:
+        await drop_database(database)
+
+
+async def _all(store: SqlOutboxStore) -> list[Any]:
+    """Every record, claimed or not (a renewal needs the records, not just their ids)."""
+    from adapters.sqlalchemy.storage import _id
+
+    outbox = store._tables.outbox
+    async with store._engine.connect() as connection:
+        rows = (await connection.execute(outbox.select())).all()
+    return [store._record(row) for row in sorted(rows, key=_id)]

@@ -14,7 +14,6 @@ import contextlib
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,12 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 import redis
 
-from entrypoints.up import ROOT, Deployment
-from tests.support.deployments import ADMIN_EMAIL, ADMIN_PASSWORD, deployed, free_ports
+from entrypoints.up import Deployment
+from tests.support.deployments import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    dead_letters,
+    deployed,
+    free_ports,
+)
 from tests.support.invariants import check_shop
 from tests.support.services import REDIS_URL, require
 from tests.support.shop_client import TERMINAL, ShopClient
@@ -49,25 +53,10 @@ ENVIRONMENT = {
 }
 
 
-@contextlib.contextmanager
-def split_redis(directory: Path, redis_url: str) -> Iterator[Deployment]:
-    namespace = f"f{uuid.uuid4().hex[:10]}"
-    environment = {
-        **ENVIRONMENT,
-        "CLEAVE_REDIS_URL": redis_url,
-        "CLEAVE_QUEUE_NAMESPACE": namespace,
-        "CLEAVE_BROKER": "redis",
-    }
-    try:
-        with deployed("split-redis", directory, environment) as deployment:
-            yield deployment
-    finally:
-        with contextlib.suppress(redis.RedisError):
-            client = redis.Redis.from_url(redis_url)
-            keys = list(client.scan_iter(f"{namespace}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-            client.close()
+def split_redis(directory: Path, redis_url: str) -> Any:
+    """split-redis on ``redis_url``, in a namespace of its own."""
+    environment = {**ENVIRONMENT, "CLEAVE_REDIS_URL": redis_url, "CLEAVE_BROKER": "redis"}
+    return deployed("split-redis", directory, environment)
 
 
 def test_a_killed_worker_loses_no_order_and_charges_none_twice(tmp_path: Path) -> None:
@@ -160,20 +149,6 @@ def settle_and_check(
     assert statuses == {"CONFIRMED": len(orders)}, statuses  # enough stock, cards that pay
     assert not [answer for answer in shop.answers if answer[2] == 500], "a 500 answered"
     assert dead_letters(split) == []
-
-
-def dead_letters(deployment: Deployment) -> list[Any]:
-    command = [sys.executable, "-m", "entrypoints.cli", "dead-letters", "list", "--json"]
-    listing = subprocess.run(
-        [*command, "--topology", deployment.topology_path],
-        cwd=ROOT,
-        env=deployment.environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert listing.returncode == 0, listing.stderr
-    return [msgspec.json.decode(line) for line in listing.stdout.splitlines() if line.strip()]
 
 
 # -- a Redis of this test's own ----------------------------------------------------------------

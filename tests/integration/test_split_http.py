@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
 from adapters.bus.http.client import REQUESTS_PATH
@@ -31,7 +30,13 @@ from kernel.ids import new_message_id
 from kernel.messages import SYSTEM, Envelope, Message
 from kernel.module import declared_messages
 from modules.catalog.contracts import AddProduct, GetProduct
-from tests.support.deployments import ADMIN_EMAIL, ADMIN_PASSWORD, deployed, free_ports
+from tests.support.deployments import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    dead_letters,
+    deployed,
+    free_ports,
+)
 from tests.support.invariants import check_shop
 from tests.support.shop_client import ShopClient
 
@@ -179,28 +184,6 @@ def killed_mid_workload(split: Deployment, shop: ShopClient) -> None:
     assert statuses == {"CONFIRMED": len(placed)}, statuses  # enough stock, cards that pay
     assert not [answer for answer in shop.answers if answer[2] == 500], "a 500 answered"
     assert dead_letters(split) == []
-
-
-def dead_letters(deployment: Deployment) -> list[Any]:
-    listing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entrypoints.cli",
-            "dead-letters",
-            "list",
-            "--json",
-            "--topology",
-            deployment.topology_path,
-        ],
-        cwd=ROOT,
-        env=deployment.environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert listing.returncode == 0, listing.stderr
-    return [msgspec.json.decode(line) for line in listing.stdout.splitlines() if line.strip()]
 
 
 IMPORTS = """

@@ -9,12 +9,20 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
+
+import msgspec
+import redis
 
 from entrypoints.bootstrap import SHOP_PACKAGES
 from entrypoints.topology import Topology, load_topology, module_variable
 from entrypoints.up import ROOT, Deployment
+from tests.support.services import RABBITMQ_URL, REDIS_URL, require
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-42"
@@ -82,11 +90,71 @@ def deployed(
                     f"sqlite+aiosqlite:///{data_dir / f'{service.name}.db'}",
                 )
     ports = {service.name: free_ports(service.instances) for service in topology.services}
+    queues = any(service.transport == "redis" for service in topology.services)
+    if queues:
+        # Its own keys and queues on the shared broker, removed afterwards.
+        require("Redis", REDIS_URL, 6379, "CLEAVE_TEST_REDIS_URL")  # replies, with either
+        environ.setdefault("CLEAVE_REDIS_URL", REDIS_URL)
+        environ.setdefault("CLEAVE_QUEUE_NAMESPACE", f"t{uuid.uuid4().hex[:10]}")
+        if environ.get("CLEAVE_BROKER") == "rabbitmq":
+            require("RabbitMQ", RABBITMQ_URL, 5672, "CLEAVE_TEST_RABBITMQ_URL")
+            environ.setdefault("CLEAVE_RABBITMQ_URL", RABBITMQ_URL)
     deployment = Deployment(
         topology, path, environ=environ, data_dir=data_dir, ports=ports, say=lambda line: None
     )
-    deployment.start()
     try:
-        yield deployment
+        deployment.start()
+        try:
+            yield deployment
+        finally:
+            deployment.stop(grace=10)
     finally:
-        deployment.stop(grace=10)
+        if queues:
+            forget(environ)
+
+
+def forget(environ: Mapping[str, str]) -> None:
+    """Remove what a test deployment left on the brokers."""
+    from adapters.bus.redis.config import QueueConfig
+
+    namespace = environ["CLEAVE_QUEUE_NAMESPACE"]
+    with contextlib.suppress(redis.RedisError):
+        client = redis.Redis.from_url(environ["CLEAVE_REDIS_URL"])
+        keys = list(client.scan_iter(f"{namespace}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    if environ.get("CLEAVE_BROKER") == "rabbitmq":
+        import pika
+
+        config = QueueConfig(broker="rabbitmq", namespace=namespace)
+        connection = pika.BlockingConnection(pika.URLParameters(environ["CLEAVE_RABBITMQ_URL"]))
+        channel = connection.channel()
+        for module in SHOP_PACKAGES:
+            for suffix in ("", ".DQ", ".XQ"):
+                channel.queue_delete(config.queue(module) + suffix)
+        connection.close()
+
+
+def dead_letters(deployment: Deployment) -> list[Any]:
+    """What ``cleave dead-letters list --topology`` shows for a deployment: every module's
+    database and the broker's dead letters."""
+    listing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "entrypoints.cli",
+            "dead-letters",
+            "list",
+            "--json",
+            "--topology",
+            deployment.topology_path,
+        ],
+        cwd=ROOT,
+        env=deployment.environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listing.returncode == 0, listing.stderr
+    return [msgspec.json.decode(line) for line in listing.stdout.splitlines() if line.strip()]

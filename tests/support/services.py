@@ -18,6 +18,7 @@ POSTGRES_URL = os.environ.get(
     "CLEAVE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("CLEAVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RABBITMQ_URL = os.environ.get("CLEAVE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
 def reachable(url: str, default_port: int) -> bool:

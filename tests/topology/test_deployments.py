@@ -1,9 +1,11 @@
-"""One shop, three deployments, the same results: monolith, split over HTTP, and mixed.
+"""One shop, five deployments, the same results: the monolith, split over HTTP, mixed over
+HTTP, split over Redis queues, and mixed HTTP and Redis.
 
-Each topology runs as real processes (``cleave up``'s code: a gateway and services, each
-module with its own database, signed HTTP between them). Hypothesis generates a workload of
-the shop's journey (customers register, an admin adds products and stock, customers order
-with cards that pay, are declined or fail, and look at their orders, stock and messages);
+Each topology runs as real processes (``cleave up``'s code: a gateway and services or
+dramatiq workers, each module with its own database, signed HTTP or Redis between them).
+Hypothesis generates a workload of the shop's journey (customers register, an admin adds
+products and stock, customers order with cards that pay, are declined or fail, and look at
+their orders, stock and messages);
 every deployment plays it through its public API, and every answer and the final state
 (orders, stock, charges, notifications) must be the same everywhere. Ids differ between
 deployments, so they are replaced by names in the order they first appear.
@@ -11,6 +13,7 @@ deployments, so they are replaced by names in the order they first appear.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from collections.abc import Iterator
@@ -24,7 +27,7 @@ from entrypoints.up import Deployment
 from tests.support.deployments import ADMIN_EMAIL, ADMIN_PASSWORD, deployed
 from tests.support.shop_client import ShopClient
 
-TOPOLOGIES = ["monolith", "split-http", "mixed"]
+TOPOLOGIES = ["monolith", "split-http", "mixed", "split-redis", "mixed-redis"]
 SKUS = ["TEA", "POT", "CUP"]
 TOKENS = ["tok_ok", "tok_ok", "tok_ok", "tok_declined", "tok_error"]
 _examples = itertools.count()
@@ -47,12 +50,8 @@ step = st.one_of(
 @pytest.fixture(scope="module")
 def deployments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Deployment]]:
     directory = tmp_path_factory.mktemp("deployments")
-    with (
-        deployed("monolith", directory) as monolith,
-        deployed("split-http", directory) as split,
-        deployed("mixed", directory) as mixed,
-    ):
-        yield {"monolith": monolith, "split-http": split, "mixed": mixed}
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(deployed(name, directory)) for name in TOPOLOGIES}
 
 
 class Names:

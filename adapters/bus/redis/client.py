@@ -67,6 +67,17 @@ class QueueClient:
     def from_settings(cls, settings: Any, service_name: str) -> QueueClient:
         return cls(QueueConfig.from_settings(settings), service_name)
 
+    async def alive(self) -> bool:
+        """Whether the broker answers (the health of every module reached through it)."""
+        client = getattr(self.broker, "client", None)
+        try:
+            if client is not None:
+                return bool(await asyncio.to_thread(client.ping))
+            connection = getattr(self.broker, "connection", None)  # RabbitMQ
+            return bool(connection is not None and connection.is_open)
+        except _SEND_ERRORS:
+            return False
+
     async def close(self) -> None:
         """Stop reading replies and release the connections. Idempotent."""
         self._closed = True

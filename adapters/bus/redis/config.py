@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -81,7 +80,6 @@ class QueueConfig:
 
 
 def namespace_setting(settings: Any) -> str:
-    """``CLEAVE_QUEUE_NAMESPACE``: read from the settings once they declare it, from the
-    environment until then."""
-    value = getattr(settings, "queue_namespace", None) or os.environ.get("CLEAVE_QUEUE_NAMESPACE")
-    return (value or DEFAULT_NAMESPACE).strip() or DEFAULT_NAMESPACE
+    """``CLEAVE_QUEUE_NAMESPACE`` (``Settings.queue_namespace``)."""
+    value = str(getattr(settings, "queue_namespace", "") or "")
+    return value.strip() or DEFAULT_NAMESPACE

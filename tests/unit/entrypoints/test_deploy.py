@@ -94,17 +94,19 @@ def test_kubernetes_manifests_are_valid(topology: Topology) -> None:
 
 
 @pytest.mark.parametrize("topology", every_topology(), ids=ids(every_topology()))
-def test_every_http_service_is_probed_and_reachable(topology: Topology) -> None:
+def test_every_service_is_probed_and_every_http_service_reachable(topology: Topology) -> None:
     manifests = kubernetes_of(topology)
     services = {m["metadata"]["name"] for m in manifests if m["kind"] == "Service"}
     for name, container in containers(manifests).items():
         service = topology.service(name)
-        if service.transport == "redis" and not service.public:
-            assert "readinessProbe" not in container and name not in services
-            assert container["args"][:2] == ["worker", name]
-            continue
+        # Workers serve their health probes too (cleave worker --port), but take no calls.
         assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
         assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+        if service.transport == "redis" and not service.public:
+            assert name not in services
+            assert container["args"][:2] == ["worker", name]
+            assert container["args"][-4:] == ["--host", "0.0.0.0", "--port", "8000"]
+            continue
         assert container["args"][:2] == ["serve", name]
         assert name in services
         for variable in container["env"]:
@@ -236,9 +238,11 @@ def test_a_redis_topology_gets_redis() -> None:
         assert entry["environment"]["CLEAVE_REDIS_URL"] == "redis://redis:6379/0"
         assert entry["depends_on"]["redis"] == {"condition": "service_healthy"}
     assert "CLEAVE_PAYMENTS_URL" not in compose["services"]["gateway"]["environment"]
-    assert "healthcheck" not in compose["services"]["payments"]
+    assert "/health/ready" in " ".join(compose["services"]["payments"]["healthcheck"]["test"])
     for path in TOPOLOGIES:
-        assert "redis" not in compose_of(load(path))["services"]
+        topology = load(path)
+        queues = any(service.transport == "redis" for service in topology.services)
+        assert ("redis" in compose_of(topology)["services"]) == queues, path
 
 
 # -- the command and the checked-in files ---------------------------------------------------------
