@@ -76,6 +76,13 @@ class OutboxStore(Protocol):
         whichever instance of the module reads the outbox next."""
         ...
 
+    #: How often the claims of records in flight must be renewed (None: no claims).
+    renew_interval: float | None
+
+    async def renew(self, records: Sequence[OutboxRecord]) -> None:
+        """Extend this relay's claims on records still in flight (a slow delivery)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -125,6 +132,7 @@ class Relay:
         self._settled_during_read: set[int] = set()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        self._renewed_at = 0.0
 
     def notify(self) -> None:
         """Something was committed to the outbox: look now rather than at the next poll."""
@@ -152,7 +160,8 @@ class Relay:
             for task in late:
                 task.cancel()
             if late:
-                await asyncio.wait(late)
+                # Bounded too: a task that swallowed its cancellation must not hang a stop.
+                await asyncio.wait(late, timeout=grace + 1)
                 log.warning(
                     "relay %s: %d deliveries left in the outbox at stop", self.name, len(late)
                 )
@@ -182,11 +191,27 @@ class Relay:
             # They stay in the outbox and are delivered again; the inbox drops the repeats.
             log.exception("relay %s: could not remove %d delivered records", self.name, len(batch))
 
+    async def _renew_claims(self) -> None:
+        # A delivery may take longer than a claim lasts (a queued one waits for its
+        # worker's retries): renew, or another instance would take the record too.
+        interval = self._store.renew_interval
+        if interval is None or not self._in_flight_records:
+            return
+        now = self._clock.now()
+        if now - self._renewed_at < interval:
+            return
+        self._renewed_at = now
+        try:
+            await self._store.renew(list(self._in_flight_records.values()))
+        except Exception:
+            log.exception("relay %s: could not renew its claims", self.name)
+
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
             self._settled_during_read.clear()
             await self._settle_delivered()
+            await self._renew_claims()
             free = self._concurrency - len(self._in_flight)
             if free > 0:
                 # Busy: in flight, or delivered and waiting for the next batch removal.
@@ -208,7 +233,8 @@ class Relay:
             if self._delivered:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wake.wait()
 
     async def _attempt(self, record: OutboxRecord) -> None:
         try:
@@ -339,3 +365,8 @@ class MemoryOutbox:
 
     async def release(self, records: Sequence[OutboxRecord]) -> None:
         return None  # nobody else reads a memory outbox
+
+    renew_interval: float | None = None
+
+    async def renew(self, records: Sequence[OutboxRecord]) -> None:
+        return None

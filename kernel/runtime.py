@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,9 +51,11 @@ class Runtime:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _timer_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     started: bool = False
+    _stopping: bool = False
 
     async def start(self) -> None:
         """Start the relays (delivering what a previous run left in the outboxes) and timers."""
+        self._stopping = False
         for relay in self.relays:
             relay.start()
         self._timer_tasks = [
@@ -65,11 +66,15 @@ class Runtime:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop timers, then let relays finish deliveries in flight for up to ``grace`` seconds."""
+        self._stopping = True
         for task in self._timer_tasks:
             task.cancel()
-        for task in self._timer_tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._timer_tasks:
+            # A timer told to stop in the middle of a write finishes it first; never wait
+            # for one forever.
+            _, late = await asyncio.wait(self._timer_tasks, timeout=grace)
+            for task in late:
+                log.warning("timer %s did not stop within %ss", task.get_name(), grace)
         self._timer_tasks = []
         await asyncio.gather(*(relay.stop(grace) for relay in self.relays))
         for close in self.closers:
@@ -102,7 +107,7 @@ class Runtime:
 
     async def _tick(self, scheduled: ScheduledTimer) -> None:
         timer = scheduled.timer
-        while True:
+        while not self._stopping:
             await asyncio.sleep(timer.every)
             try:
                 # With several instances of the module, one of them fires in each period.

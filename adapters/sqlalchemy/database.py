@@ -121,7 +121,11 @@ class WriterGate:
                 "bus.defer to send after commit."
             )
         try:
-            await asyncio.wait_for(self._lock.acquire(), self._timeout)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            # that arrives as the lock is granted (the task then runs on after being told
+            # to stop), or cancel an acquire that had succeeded (a lock nobody holds).
+            async with asyncio.timeout(self._timeout):
+                await self._lock.acquire()
         except TimeoutError:
             raise ConcurrencyConflict("waited too long for the SQLite writer") from None
         self._owner = task
