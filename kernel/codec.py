@@ -56,6 +56,10 @@ class Codec:
         self._message_decoders: dict[type[Message], Any] = {}
         self._result_decoders: dict[type[Message], Any] = {}
 
+    def message_type(self, name: str) -> type[Message] | None:
+        """The message class of a wire name, if this codec knows it."""
+        return self._types.get(name)
+
     def with_format(self, format: Format) -> Codec:
         """A codec of the same messages in another wire format."""
         return Codec(self._types.values(), format)

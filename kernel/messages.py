@@ -29,6 +29,10 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     #: Name of the field whose value orders deliveries: messages with the same value reach
     #: a subscriber in the order they were emitted (for example ``"order_id"``).
     partition_key: ClassVar[str | None] = None
+    #: A delivery of it is tried until it is handled or refused for good: a transient
+    #: failure (an unreachable service, an open circuit) means "later", never a dead letter.
+    #: For compensations, which must not give up while they leave something undone.
+    retry_forever: ClassVar[bool] = False
 
 
 class Command(Message, Generic[R], frozen=True, kw_only=True):

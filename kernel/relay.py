@@ -7,7 +7,9 @@ unrelated ones proceed concurrently. A failed delivery is classified:
 * a ``PoisonMessage`` (undecodable, unknown name, wrong version) goes to the dead letters now;
 * a typed domain error (``NotFound``, ``Rejected``...) is final: dead letters now, no retry;
 * anything else (``Unavailable``, an unexpected exception) is retried with exponential backoff
-  and jitter, up to ``RetryPolicy.max_attempts``, then dead-lettered with the last error.
+  and jitter, up to ``RetryPolicy.max_attempts``, then dead-lettered with the last error; a
+  message declared ``retry_forever`` (a compensation) is retried until it succeeds, at most
+  ``RetryPolicy.max_delay`` apart.
 
 Nothing is dropped: a record leaves the outbox only when delivered or dead-lettered.
 """
@@ -279,7 +281,17 @@ class Relay:
             self._delivered.append(record)
 
     async def _failed(self, record: OutboxRecord, attempts: int, error: str) -> None:
-        if attempts >= self._policy.max_attempts:
+        keep_trying = record.message is not None and type(record.message).retry_forever
+        if keep_trying and attempts % self._policy.max_attempts == 0:
+            log.warning(
+                "relay %s: %s to %s still fails after %d attempts; it keeps trying: %s",
+                self.name,
+                record.envelope.name if record.envelope else "?",
+                record.target,
+                attempts,
+                error,
+            )
+        if attempts >= self._policy.max_attempts and not keep_trying:
             await self._dead_letter(record, attempts, f"gave up after {attempts} attempts: {error}")
         else:
             at = self._clock.now() + self._policy.delay(attempts)

@@ -63,6 +63,8 @@ class ReleaseStock(Command[None], frozen=True, kw_only=True, tag="inventory.Rele
     also when nothing was reserved; a reservation that arrives later is then refused."""
 
     partition_key = "order_id"
+    # A compensation: it keeps trying while the other side is down or its circuit open.
+    retry_forever = True
 
     order_id: OrderId
 

@@ -63,6 +63,8 @@ class VoidPayment(Command[None], frozen=True, kw_only=True, tag="payments.VoidPa
     ``PaymentVoided``."""
 
     partition_key = "order_id"
+    # A compensation: it keeps trying while the other side is down or its circuit open.
+    retry_forever = True
 
     order_id: OrderId
 

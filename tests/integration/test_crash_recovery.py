@@ -62,6 +62,8 @@ def app_environment(database: dict[str, str], provider: str) -> dict[str, str]:
         "CLEAVE_PAYMENT_PROVIDER_URL": provider,
         "CLEAVE_PAYMENT_TIMEOUT_SECONDS": "0.4",
         "CLEAVE_PAYMENT_ATTEMPTS": "2",
+        # The circuit opens under tok_error and tok_slow; voids wait for it (never give up).
+        "CLEAVE_PAYMENT_BREAKER_COOLDOWN_SECONDS": "3",
         "CLEAVE_ORDER_TIMEOUT_SECONDS": "20",
         "CLEAVE_DELIVERY_BACKOFF_SECONDS": "0.05",
         "CLEAVE_AUTH_RATE_LIMIT_PER_MINUTE": "10000",

@@ -54,6 +54,11 @@ class Retryable(Retry):
         self.reason = reason
 
 
+class KeepTrying(Retryable):
+    """A compensation that failed for now (``Message.retry_forever``): retried whatever the
+    attempt count, never dead-lettered for a transient failure."""
+
+
 class Hosted(Protocol):
     """The runtime of the modules this worker hosts (``entrypoints.worker`` builds it)."""
 
@@ -133,7 +138,18 @@ class WorkerHost:
             raise Final(failure.reason)
         if not failure.retryable:
             raise Final(f"{error.kind}: {error.detail} (final)")
+        if _retries_forever(receiver, frame):
+            raise KeepTrying(f"{error.kind}: {error.detail}")
         raise Retryable(f"{error.kind}: {error.detail}")
+
+
+def _retries_forever(receiver: Receiver, frame: str) -> bool:
+    try:
+        envelope, _ = receiver.codec.decode(frame.encode())
+    except PoisonMessage:
+        return False
+    cls = receiver.codec.message_type(envelope.name)
+    return cls is not None and cls.retry_forever
 
 
 def _error(reply: bytes) -> WireError | None:
@@ -193,6 +209,8 @@ def declare_actors(
 
     def retry_delivery(retries: int, error: BaseException) -> bool:
         # ``retries``: how many attempts failed before this one.
+        if isinstance(error, KeepTrying):
+            return True
         return not isinstance(error, Final) and retries + 1 < attempts
 
     Actor(

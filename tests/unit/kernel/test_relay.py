@@ -9,7 +9,7 @@ import pytest
 
 from kernel.clock import SystemClock
 from kernel.errors import NotFound, PoisonMessage, Unavailable
-from kernel.messages import Envelope, Message
+from kernel.messages import Command, Envelope, Message
 from kernel.relay import MemoryOutbox, Relay, RetryPolicy
 from kernel.unit_of_work import PendingDelivery
 from modules.inventory.contracts import StockReserved
@@ -158,3 +158,32 @@ def test_backoff_grows_and_has_jitter() -> None:
         ceiling = min(30.0, 2.0 ** (attempt - 1))
         assert ceiling / 2 <= delay <= ceiling
     assert len({policy.delay(3) for _ in range(20)}) > 1
+
+
+class Compensate(Command[None], frozen=True, kw_only=True, tag="test.Compensate"):
+    """A compensation: retried for as long as it fails for now."""
+
+    retry_forever = True
+    order_id: str
+
+
+async def test_a_compensation_never_gives_up_while_it_fails_for_now() -> None:
+    outbox = MemoryOutbox()
+    envelope = Envelope(message_id="c-1", name="test.Compensate")
+    outbox.add([PendingDelivery("payments", envelope, Compensate(order_id="o1"), "o1")])
+    # The circuit is open for three times as many attempts as anything else gets.
+    deliver = Recorder(
+        lambda envelope, attempt: Unavailable("circuit open") if attempt <= 12 else None
+    )
+    await run_until_settled(outbox, deliver)
+    assert len(deliver.seen) == 13
+    assert await outbox.pending() == 0 and outbox.dead_letters == []
+
+
+async def test_a_compensation_refused_for_good_is_still_a_dead_letter() -> None:
+    outbox = MemoryOutbox()
+    envelope = Envelope(message_id="c-2", name="test.Compensate")
+    outbox.add([PendingDelivery("payments", envelope, Compensate(order_id="o2"), "o2")])
+    await run_until_settled(outbox, Recorder(lambda envelope, attempt: NotFound("no order")))
+    [letter] = outbox.dead_letters
+    assert letter.attempts == 1 and "NotFound" in letter.reason
