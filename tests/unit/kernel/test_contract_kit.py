@@ -18,7 +18,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 import pytest
-from hypothesis import find, given, settings
+from hypothesis import Phase, given, settings
+from hypothesis import find as _find
 from hypothesis import strategies as st
 
 from kernel import (
@@ -45,6 +46,18 @@ from kernel.testing import (
     contract_tests,
     strategy_for,
 )
+
+
+def find(strategy: Any, condition: Any) -> Any:
+    """The first generated value that meets ``condition`` (hypothesis' ``find``), without
+    shrinking it: the tests read only a property of it, and shrinking nested structs cost
+    up to 30 s a call."""
+    return _find(
+        strategy,
+        condition,
+        settings=settings(phases=[Phase.explicit, Phase.reuse, Phase.generate], database=None),
+    )
+
 
 Code = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}-\d{2}$")]
 Word = Annotated[str, msgspec.Meta(pattern=r"^[a-z]+$", min_length=3, max_length=4)]
