@@ -28,7 +28,7 @@ bench *args:
     .venv/bin/pip install --quiet -e '.[dev,bench]'
     .venv/bin/python -m bench.run {{args}}
 
-# a smoke run of the benchmarks (about a minute and a half); prints one JSON object last
+# a smoke run of the benchmarks (about two minutes); prints one JSON object last
 bench-quick:
     .venv/bin/pip install --quiet -e '.[dev,bench]'
     .venv/bin/python -m bench.run --quick

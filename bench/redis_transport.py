@@ -349,7 +349,7 @@ def measure(*, quick: bool) -> Section:
     and the measurements take turns, round after round (the median counts), so that a busy
     neighbour slows them alike.
     """
-    count, timed, asks, rounds = (1000, 200, 300, 3) if quick else (3000, 1000, 1000, 5)
+    count, timed, asks, rounds = (500, 100, 150, 2) if quick else (3000, 1000, 1000, 5)
     names = {role: f"bench{uuid.uuid4().hex[:8]}" for role in ("plain", "cleave", "echo")}
     out: dict[str, float] = {}
     try:
