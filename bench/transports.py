@@ -27,6 +27,8 @@ Nothing passes or fails on time.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import asyncio
 import contextlib
 import gc
@@ -243,6 +245,10 @@ async def _cleave_callers(url: str, key: str, wire_format: str) -> AsyncIterator
         await client.close()
 
 
+#: What failed calls raised, by type and message (printed under item 3 when any did).
+FAILURES: Counter[str] = Counter()
+
+
 async def _drive(call: Call, count: int, concurrency: int, latencies: list[float]) -> int:
     """``count`` calls from ``concurrency`` tasks; latencies appended; errors counted."""
     remaining = count
@@ -256,8 +262,9 @@ async def _drive(call: Call, count: int, concurrency: int, latencies: list[float
             started = clock()
             try:
                 await call()
-            except Exception:
+            except Exception as error:
                 errors += 1
+                FAILURES[f"{type(error).__name__}: {str(error)[:160]}"] += 1
                 continue
             latencies.append(clock() - started)
 
@@ -464,6 +471,7 @@ def _report(
         "When the server CPU per call times the calls per second nears one core, the server is "
         "the bottleneck (concurrency 32): compare CPU per call.",
     ]
+    section.notes += [f"failed calls: {count} x {what}" for what, count in FAILURES.most_common(5)]
     return section
 
 

@@ -38,6 +38,8 @@ log = logging.getLogger("cleave.http")
 REQUESTS_PATH = "/internal/v1/requests"
 DELIVERIES_PATH = "/internal/v1/deliveries/{module}"
 MEDIA_TYPES = {"json": "application/json", "msgpack": "application/msgpack"}
+#: How long an idle pooled connection is kept for reuse.
+KEEPALIVE_SECONDS = 4.0
 
 
 class _NotSent(Exception):
@@ -78,7 +80,13 @@ class HttpClient:
         if self._session is None:
             # Created in the running loop, on first use: the client is built before it.
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(
+                    limit=self._connections,
+                    ttl_dns_cache=300,
+                    # Below the server's keep-alive (uvicorn: 5 s): a connection the server
+                    # is closing must not carry a command, which is never sent twice.
+                    keepalive_timeout=KEEPALIVE_SECONDS,
+                ),
                 timeout=aiohttp.ClientTimeout(total=None),
                 raise_for_status=False,
             )
