@@ -27,8 +27,6 @@ Nothing passes or fails on time.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import asyncio
 import contextlib
 import gc
@@ -39,6 +37,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -16,7 +16,7 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +157,24 @@ def setup() -> None:
     port = os.environ.get(HEALTH_PORT_VARIABLE)
     health = (os.environ.get(HEALTH_HOST_VARIABLE, service.host), int(port)) if port else None
     broker, _ = worker_broker(
-        QueueConfig.from_settings(settings), HostedProcess(process), service.modules, health=health
+        QueueConfig.from_settings(settings),
+        HostedProcess(process),
+        service.modules,
+        health=health,
+        metrics=_metrics_of(process),
     )
     dramatiq.set_broker(broker)
+
+
+def _metrics_of(process: Any) -> Callable[[], bytes]:
+    """The same ``cleave_*`` metrics a service's ``/metrics`` shows, for this worker process."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from adapters.http.metrics import RuntimeCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RuntimeCollector(lambda: process.runtime))
+    return lambda: generate_latest(registry)
 
 
 def _die_with_parent() -> None:

@@ -1,8 +1,9 @@
 """Two instances of inventory on PostgreSQL under load, as real processes.
 
-Calls to inventory spread round-robin over both instances, both relays read inventory's one
+Over HTTP, calls to inventory spread round-robin over both instances; over Redis, two
+workers take turns at inventory's one queue. Either way both relays read inventory's one
 outbox, and yet no record is delivered twice (the receivers count every delivery and every
-repeat their inbox dropped), and every order ends.
+repeat their inbox dropped), both instances take a share of the work, and every order ends.
 """
 
 from __future__ import annotations
@@ -43,25 +44,30 @@ def deliveries(url: str) -> Counter[tuple[str, str]]:
     return found
 
 
+#: The inventory service of each split topology, as its file declares it.
+INVENTORY = {
+    "split-http": '[services.inventory]\nmodules = ["inventory"]\nport = 8103',
+    "split-redis": '[services.inventory]\nmodules = ["inventory"]\ntransport = "redis"\nport = 8303',
+}
+
+
+@pytest.mark.parametrize("split", sorted(INVENTORY))
 def test_two_inventory_instances_never_deliver_a_record_twice(
-    postgres_url: str, tmp_path: Path, driver: SyncDriver
+    split: str, postgres_url: str, tmp_path: Path, driver: SyncDriver
 ) -> None:
     schema = f"inst_{uuid.uuid4().hex[:10]}"
-    topology = tmp_path / "two-inventories.toml"
+    topology = tmp_path / f"{split}-two-inventories.toml"
+    one = INVENTORY[split]
     topology.write_text(
-        topology_file("split-http")
-        .read_text()
-        .replace(
-            '[services.inventory]\nmodules = ["inventory"]\nport = 8103',
-            '[services.inventory]\nmodules = ["inventory"]\nport = 8130\ninstances = 2',
-        )
+        # Port 8x30 onwards: the next port up belongs to another service.
+        topology_file(split).read_text().replace(one, one.replace("03", "30") + "\ninstances = 2")
     )
     assert "instances = 2" in topology.read_text()
     environment = {module_variable(m, "DATABASE_URL"): postgres_url for m in SHOP_PACKAGES}
     environment["CLEAVE_DATABASE_SCHEMA"] = schema
     try:
-        with deployed_file(topology, tmp_path, environment) as split:
-            run_load(split)
+        with deployed_file(topology, tmp_path, environment) as deployment:
+            run_load(deployment)
     finally:
         driver.run(drop_schema(postgres_url, schema))
 

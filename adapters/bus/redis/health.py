@@ -1,9 +1,11 @@
-"""``/health/live`` and ``/health/ready`` of a worker, for ``cleave up`` and orchestrators.
+"""``/health/live``, ``/health/ready`` and ``/metrics`` of a worker, for ``cleave up``,
+orchestrators and Prometheus.
 
-A worker serves no API, but whoever starts it needs to know when it is ready. The server runs
+A worker serves no API, but whoever starts it needs to know when it is ready, and what it
+handled. The server runs
 on the worker's event loop. Every worker process of a service binds the same port with
 ``SO_REUSEPORT``, so that any number of them can run (the kernel spreads the probes), and a
-probe answers for the process that took it.
+probe (or scrape) answers for the process that took it.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ from aiohttp import web
 log = logging.getLogger("cleave.queues.health")
 
 Checks = Callable[[], Awaitable[dict[str, bool]]]
+#: The process's metrics in Prometheus' text format.
+Metrics = Callable[[], bytes]
 
 
 class HealthServer:
-    def __init__(self, host: str, port: int, checks: Checks) -> None:
+    def __init__(
+        self, host: str, port: int, checks: Checks, metrics: Metrics | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self._checks = checks
+        self._metrics = metrics
         self._runner: web.AppRunner | None = None
         #: Set when the worker begins to stop: no longer ready, still live.
         self.stopping = False
@@ -31,6 +38,8 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/health/live", self._live)
         app.router.add_get("/health/ready", self._ready)
+        if self._metrics is not None:
+            app.router.add_get("/metrics", self._scrape)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_port=True)
@@ -52,3 +61,7 @@ class HealthServer:
         ok = all(checks.values())
         body = {"status": "ok" if ok else "unavailable", "checks": checks}
         return web.json_response(body, status=200 if ok else 503)
+
+    async def _scrape(self, request: web.Request) -> web.Response:
+        assert self._metrics is not None
+        return web.Response(body=self._metrics(), content_type="text/plain", charset="utf-8")

@@ -28,7 +28,7 @@ from dramatiq.middleware import AgeLimit, AsyncIO, CurrentMessage, Retries, Time
 from adapters.bus.redis.actors import Hosted, WorkerHost, declare_actors
 from adapters.bus.redis.broker import WakingRedisBroker, make_broker
 from adapters.bus.redis.config import QueueConfig
-from adapters.bus.redis.health import HealthServer
+from adapters.bus.redis.health import HealthServer, Metrics
 from adapters.bus.redis.middleware import Hosting, Outcomes
 from adapters.bus.redis.reasons import ReasonBook
 from adapters.bus.redis.replies import ReplyPusher
@@ -44,9 +44,11 @@ def worker_broker(
     modules: Sequence[str],
     *,
     health: tuple[str, int] | None = None,
+    metrics: Metrics | None = None,
 ) -> tuple[Broker, WorkerHost]:
     """The broker of a worker hosting ``modules`` (their queues declared, actors bound), and
-    the host that runs their messages; ``health`` is where to serve the probes."""
+    the host that runs their messages; ``health`` is where to serve the probes, and
+    ``metrics`` (when given) too."""
     if not modules:
         raise ValueError("a worker hosts at least one module")
     host = WorkerHost(hosted, modules, ReplyPusher(config.redis_url, config.reply_ttl))
@@ -57,7 +59,7 @@ def worker_broker(
         found["redis"] = host.pusher.ping()
         return found
 
-    probes = HealthServer(health[0], health[1], checks) if health else None
+    probes = HealthServer(health[0], health[1], checks, metrics) if health else None
     middleware = [
         Outcomes(host, book),
         CurrentMessage(),
