@@ -47,7 +47,9 @@ def deliveries(url: str) -> Counter[tuple[str, str]]:
 #: The inventory service of each split topology, as its file declares it.
 INVENTORY = {
     "split-http": '[services.inventory]\nmodules = ["inventory"]\nport = 8103',
-    "split-redis": '[services.inventory]\nmodules = ["inventory"]\ntransport = "redis"\nport = 8303',
+    "split-redis": (
+        '[services.inventory]\nmodules = ["inventory"]\ntransport = "redis"\nport = 8303'
+    ),
 }
 
 
