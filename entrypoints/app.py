@@ -13,14 +13,16 @@ from litestar import Litestar, Request, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import MediaType
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.response import Response
 
+from adapters.auth.accounts import CurrentRoles
 from adapters.http.auth import jwt_auth, provide_principal, role_guard
 from adapters.http.metrics import metrics_route
 from adapters.http.problems import EXCEPTION_HANDLERS, refuse_nul_characters
+from adapters.http.slow_clients import body_deadline
+from adapters.http.throttle import Throttle, storage_uri
 from entrypoints.bootstrap import SHOP_PACKAGES
 from entrypoints.process import ProcessPlan, RunningProcess, monolith_plan, service_plan
 from entrypoints.settings import Settings, settings_from_environment
@@ -92,16 +94,10 @@ async def docs(request: Request[Any, Any, Any]) -> bytes:
     return SWAGGER.render(request, request.app.openapi_schema.to_schema())
 
 
-async def _rate_limited(request: Request[Any, Any, Any]) -> bool:
-    # Only routes that ask for it (login, register) are throttled. Async: a sync check
-    # would run in a worker thread on every request.
-    return bool(request.route_handler.opt.get("rate_limited"))
-
-
 def create_app(settings: Settings | None = None) -> Litestar:
     """The monolith (``cleave run``): every module, its routes, one process."""
     settings = settings or settings_from_environment()
-    return process_app(monolith_plan(settings), settings)
+    return process_app(monolith_plan(settings), settings, shared_counts=False)
 
 
 def service_app() -> Litestar:
@@ -110,12 +106,19 @@ def service_app() -> Litestar:
     settings = settings_from_environment()
     topology = load_topology(os.environ["CLEAVE_TOPOLOGY"], list(SHOP_PACKAGES))
     service = topology.service(os.environ["CLEAVE_SERVICE"])
-    return process_app(service_plan(topology, service), settings)
+    # Instances of a gateway must share their rate limit counts; a deployment that runs
+    # Redis for its queues has a place to keep them.
+    shared = service.instances > 1 or any(
+        topology.transport_of(module) == "redis" for module in topology.modules
+    )
+    return process_app(service_plan(topology, service), settings, shared_counts=shared)
 
 
-def process_app(plan: ProcessPlan, settings: Settings) -> Litestar:
+def process_app(plan: ProcessPlan, settings: Settings, *, shared_counts: bool = False) -> Litestar:
     """The HTTP face of one process: the public API if ``plan.public``, and the internal
-    endpoints of the modules it hosts when other processes call them."""
+    endpoints of the modules it hosts when other processes call them. ``shared_counts``:
+    other processes serve the same public API, so the rate limits count in Redis (unless
+    ``CLEAVE_RATE_LIMIT_STORAGE`` says otherwise)."""
     process = RunningProcess(plan, settings)
 
     @asynccontextmanager
@@ -139,11 +142,18 @@ def process_app(plan: ProcessPlan, settings: Settings) -> Litestar:
         routes.append(
             internal_router(lambda: process.receivers or None, verifier, frozenset(plan.hosted))
         )
-    auth = jwt_auth(settings.jwt_secret, settings.jwt_ttl_seconds)
-    rate_limit = RateLimitConfig(
-        rate_limit=("minute", settings.auth_rate_limit_per_minute),
-        check_throttle_handler=_rate_limited,
-        exclude=["^/internal/", "^/health/", "^/metrics"],
+    # Every token is checked against identity's current answer (kept a few seconds).
+    current_roles = CurrentRoles(lambda: process.runtime.bus if process.runtime else None)
+    auth = jwt_auth(settings.jwt_secret, settings.jwt_ttl_seconds, current_roles)
+    storage = settings.rate_limit_storage
+    if storage == "auto":
+        storage = "redis" if shared_counts else "memory"
+    throttle = Throttle(
+        per_address_per_minute=settings.auth_rate_limit_per_minute,
+        account_failures=settings.login_failures_per_account,
+        account_window_seconds=settings.login_failure_window_seconds,
+        storage=storage_uri(storage, settings.redis_url),
+        key_prefix=settings.queue_namespace,
     )
     return Litestar(
         route_handlers=routes,
@@ -156,7 +166,7 @@ def process_app(plan: ProcessPlan, settings: Settings) -> Litestar:
         on_app_init=[auth.on_app_init],
         guards=[role_guard],
         before_request=refuse_nul_characters,
-        middleware=[rate_limit.middleware],
+        middleware=[body_deadline(settings.body_timeout_seconds), throttle.middleware],
         openapi_config=OpenAPIConfig(
             title="Cleave shop",
             version="0.1.0",

@@ -18,7 +18,14 @@ import punq
 from adapters.bus.inprocess import InProcessTransport
 from adapters.bus.loopback import LoopbackTransport
 from adapters.sqlalchemy.database import Database
-from adapters.sqlalchemy.messaging_tables import messaging_tables
+from adapters.sqlalchemy.migrations import (
+    FromEmpty,
+    History,
+    Position,
+    module_histories,
+    positions,
+    upgrade,
+)
 from adapters.sqlalchemy.storage import SqlOutboxStore, SqlStorage
 from entrypoints.settings import Settings
 from kernel.bus import Bus, MessageBus, Transport
@@ -207,7 +214,12 @@ def _container(
 
         bound.setdefault(
             OrderingSettings,
-            OrderingSettings(order_timeout_seconds=settings.order_timeout_seconds),
+            OrderingSettings(
+                order_timeout_seconds=settings.order_timeout_seconds,
+                max_open_orders=settings.max_open_orders,
+                orders_per_minute=settings.orders_per_minute,
+                idempotency_key_seconds=settings.idempotency_key_seconds,
+            ),
         )
     for port, implementation in bound.items():
         container.register(port, instance=implementation)
@@ -236,14 +248,66 @@ def _storage(
     return storage, relay
 
 
-async def create_tables(
-    database: Database | Mapping[str, Database], modules: Sequence[Module] | None = None
-) -> None:
-    """Create each module's tables and its outbox, inbox and dead-letter tables, in its own
-    database (``database``: one for all, or one per module)."""
+def schema_histories(module: Module) -> list[History]:
+    """The migration histories of ``module``: its tables', then its messaging tables'."""
+    return module_histories(module.name, module.package, module.tables)
+
+
+def _by_database(
+    database: Database | Mapping[str, Database], modules: Sequence[Module] | None
+) -> list[tuple[Database, list[History]]]:
+    """Each database with the histories of the modules that keep their state in it."""
     modules = list(modules) if modules is not None else shop_modules()
+    grouped: dict[int, tuple[Database, list[History]]] = {}
     for module in modules:
-        if module.tables is None:
-            continue
         own = database if isinstance(database, Database) else database[module.name]
-        await own.create_all([module.tables, messaging_tables(module.name).metadata])
+        grouped.setdefault(id(own), (own, []))[1].extend(schema_histories(module))
+    return [entry for entry in grouped.values() if entry[1]]
+
+
+async def create_tables(
+    database: Database | Mapping[str, Database],
+    modules: Sequence[Module] | None = None,
+    *,
+    from_empty: FromEmpty = "create",
+) -> None:
+    """Bring each module's tables and its outbox, inbox, dead-letter and timer tables, in
+    its own database (``database``: one for all, or one per module), to the head of their
+    migrations. An empty database gets the models' tables at once (``from_empty="create"``,
+    as fast as ``create_all``) or every revision in turn (``"migrate"``)."""
+    for own, histories in _by_database(database, modules):
+        await upgrade(own, histories, from_empty=from_empty)
+
+
+async def schema_positions(
+    database: Database | Mapping[str, Database], modules: Sequence[Module] | None = None
+) -> list[Position]:
+    """Where each module's migrations stand in its database."""
+    found: list[Position] = []
+    for own, histories in _by_database(database, modules):
+        found.extend(await positions(own, histories))
+    return found
+
+
+async def prepare_schema(
+    database: Database | Mapping[str, Database],
+    modules: Sequence[Module],
+    settings: Settings,
+) -> None:
+    """At start-up: migrate to the head (development, or ``CLEAVE_MIGRATE_AT_START=true``),
+    or refuse to start on a database behind the code (production: the operator migrates,
+    with ``cleave db upgrade``, before the new version starts)."""
+    migrate = settings.migrate_at_start
+    if migrate is None:
+        migrate = settings.env == "development"
+    if migrate:
+        await create_tables(database, modules)
+        return
+    behind = [position for position in await schema_positions(database, modules) if position.behind]
+    if behind:
+        raise ConfigurationError(
+            "the database is behind this version's migrations:\n  "
+            + "\n  ".join(position.describe() for position in behind)
+            + "\nrun `cleave db upgrade` (with --topology FILE for a split deployment) first, "
+            "or set CLEAVE_MIGRATE_AT_START=true"
+        )

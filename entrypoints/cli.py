@@ -43,6 +43,9 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # alembic announces each of its plugins at INFO whenever it is imported: noise on every
+    # command. Its migration steps ("Running upgrade ...") stay visible.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # One log stream: stamina would otherwise print retries through structlog when present.
     stamina.instrumentation.set_on_retry_hooks([stamina.instrumentation.LoggingOnRetryHook])
 
@@ -125,10 +128,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(action=_demo)
 
+    from entrypoints.db import add_db_commands
+
+    add_db_commands(commands)
+
     users = commands.add_parser("users", help="manage accounts").add_subparsers(title="users")
-    admin = users.add_parser("create-admin", help="create an admin (or promote a user)")
+    admin = users.add_parser(
+        "create-admin",
+        help="create an admin (or promote a user)",
+        description="The password comes from standard input with --password-stdin, else from "
+        "CLEAVE_ADMIN_PASSWORD, else from a prompt: never from the command line, where every "
+        "user of the machine sees it (ps).",
+    )
     admin.add_argument("--email", required=True)
-    admin.add_argument("--password", required=True)
+    admin.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    # Kept only to explain why it is refused: argparse would merely call it unknown.
+    admin.add_argument("--password", help=argparse.SUPPRESS)
     admin.add_argument("--name", default="Admin")
     admin.set_defaults(action=_create_admin)
 
@@ -171,19 +188,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(arguments: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from adapters.http.server import serve
 
-    host = arguments.host or settings.host
-    port = arguments.port or settings.port
-    uvicorn.run(
+    # The app refuses these at start too, but inside uvicorn's traceback: say it plainly.
+    refusals = settings.refusals(split=False)
+    if refusals:
+        raise ConfigurationError("cleave run refuses to start:\n  " + "\n  ".join(refusals))
+    serve(
         "entrypoints.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        host=arguments.host or settings.host,
+        port=arguments.port or settings.port,
+        limits=_server_limits(settings),
+        graceful_seconds=settings.shutdown_grace_seconds,
     )
     return 0
+
+
+def _server_limits(settings: Settings) -> Any:
+    from adapters.http.server import ServerLimits
+
+    return ServerLimits(
+        header_timeout=settings.header_timeout_seconds,
+        max_connections=settings.max_connections,
+        trusted_proxies=tuple(
+            proxy.strip() for proxy in settings.trusted_proxies.split(",") if proxy.strip()
+        ),
+    )
 
 
 def _load(path: str):  # type: ignore[no-untyped-def]
@@ -226,7 +256,7 @@ def _up(arguments: argparse.Namespace, settings: Settings) -> int:
 def _serve(arguments: argparse.Namespace, settings: Settings) -> int:
     import os
 
-    import uvicorn
+    from adapters.http.server import serve
 
     topology = _load(arguments.topology)
     service = topology.service(arguments.service)
@@ -242,14 +272,12 @@ def _serve(arguments: argparse.Namespace, settings: Settings) -> int:
         )
     os.environ["CLEAVE_TOPOLOGY"] = arguments.topology
     os.environ["CLEAVE_SERVICE"] = service.name
-    port = arguments.port or service.port
-    uvicorn.run(
+    serve(
         "entrypoints.app:service_app",
-        factory=True,
         host=arguments.host or service.host,
-        port=port,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        port=arguments.port or service.port,
+        limits=_server_limits(settings),
+        graceful_seconds=settings.shutdown_grace_seconds,
     )
     return 0
 
@@ -288,6 +316,8 @@ def _create_admin(arguments: argparse.Namespace, settings: Settings) -> int:
     from kernel.messages import SYSTEM
     from modules.identity.contracts import EnsureAdmin
 
+    password = _admin_password(arguments, settings)
+
     async def create() -> None:
         database = Database(settings.database_url, schema=settings.database_schema)
         try:
@@ -295,9 +325,7 @@ def _create_admin(arguments: argparse.Namespace, settings: Settings) -> int:
             # Only identity runs here; what it emits waits in its outbox for the app's relay.
             runtime = bootstrap(database=database, settings=settings, hosted=["identity"])
             user = await runtime.bus.send(
-                EnsureAdmin(
-                    email=arguments.email, password=arguments.password, name=arguments.name
-                ),
+                EnsureAdmin(email=arguments.email, password=password, name=arguments.name),
                 principal=SYSTEM,
             )
             print(f"admin {user.email} ({user.id}) is ready")
@@ -306,6 +334,37 @@ def _create_admin(arguments: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(create())
     return 0
+
+
+def _admin_password(arguments: argparse.Namespace, settings: Settings) -> str:
+    """The new admin's password, from anywhere but the command line."""
+    import getpass
+
+    if arguments.password is not None:
+        raise ValueError(
+            "--password would show the password to every user of this machine (ps): pipe it "
+            "with --password-stdin, set CLEAVE_ADMIN_PASSWORD, or type it at the prompt"
+        )
+    if arguments.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif settings.admin_password:
+        password = settings.admin_password
+    elif sys.stdin.isatty():
+        try:
+            password = getpass.getpass("Password for the admin: ")
+            again = getpass.getpass("The same again: ")
+        except EOFError:
+            raise ValueError("no password typed") from None
+        if again != password:
+            raise ValueError("the two passwords differ")
+    else:
+        raise ValueError(
+            "no password: pipe it with --password-stdin, set CLEAVE_ADMIN_PASSWORD, or run "
+            "the command in a terminal to type it"
+        )
+    if not password:
+        raise ValueError("the password is empty")
+    return password
 
 
 class _DeadLetterStores:

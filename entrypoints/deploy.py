@@ -89,6 +89,16 @@ def command(service: Service, topology_path: str) -> list[str]:
     ]
 
 
+def migrate_command(service: Service, topology_path: str) -> list[str]:
+    """Arguments that migrate the databases of ``service``'s modules (run before it starts:
+    in production a service refuses a database that is behind)."""
+    return ["db", "upgrade", service.name, "--topology", topology_path]
+
+
+def migrator_name(service: Service) -> str:
+    return f"{service.name}-migrate"
+
+
 def module_addresses(topology: Topology, service: Service) -> dict[str, str]:
     """``CLEAVE_<MODULE>_URL`` of every module that ``service`` reaches over HTTP."""
     found = {}
@@ -113,6 +123,10 @@ def render_compose(topology: Topology, topology_path_in_image: str, image: str) 
     volumes: Manifest = {}
     for service in topology.services:
         services[service.name] = _compose_service(topology, service, topology_path_in_image, image)
+        if service.modules:
+            services[migrator_name(service)] = _compose_migrator(
+                topology, service, topology_path_in_image, image
+            )
         if _sqlite_volume(service):
             volumes[_sqlite_volume(service)] = {}
     postgres = [m for s in topology.services if needs_postgres(s) for m in s.modules]
@@ -149,6 +163,23 @@ def _compose_service(
     depends_on = _compose_depends_on(topology, service)
     if depends_on:
         entry["depends_on"] = depends_on
+    return entry
+
+
+def _compose_migrator(
+    topology: Topology, service: Service, topology_path: str, image: str
+) -> Manifest:
+    """A one-off container that migrates ``service``'s databases; the service waits for it."""
+    entry: Manifest = {
+        "image": image,
+        "command": migrate_command(service, topology_path),
+        "restart": "no",
+        "environment": _compose_environment(topology, service),
+    }
+    if _sqlite_volume(service):
+        entry["volumes"] = [f"{_sqlite_volume(service)}:{DATA_DIR}"]
+    if needs_postgres(service):
+        entry["depends_on"] = {"postgres": {"condition": "service_healthy"}}
     return entry
 
 
@@ -218,6 +249,8 @@ def _compose_healthcheck() -> Manifest:
 def _compose_depends_on(topology: Topology, service: Service) -> Manifest:
     """Backing services first; the gateway after every other service of the topology."""
     depends_on: Manifest = {}
+    if service.modules:
+        depends_on[migrator_name(service)] = {"condition": "service_completed_successfully"}
     if needs_postgres(service):
         depends_on["postgres"] = {"condition": "service_healthy"}
     if uses_redis(topology):
@@ -344,9 +377,24 @@ def _pod_spec(topology: Topology, service: Service, topology_path: str, image: s
             "runAsGroup": USER_ID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
+        # Each pod migrates its service's databases before it starts; replicas doing so at
+        # once wait for each other (the migration holds a database lock).
+        **(
+            {"initContainers": [_migrator(topology, service, topology_path, image)]}
+            if service.modules
+            else {}
+        ),
         "containers": [_container(topology, service, topology_path, image)],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
+
+
+def _migrator(topology: Topology, service: Service, topology_path: str, image: str) -> Manifest:
+    container = _container(topology, service, topology_path, image)
+    for served in ("ports", "readinessProbe", "livenessProbe"):
+        container.pop(served, None)
+    container.update(name="migrate", args=migrate_command(service, topology_path))
+    return container
 
 
 def _container(topology: Topology, service: Service, topology_path: str, image: str) -> Manifest:

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from adapters.sqlalchemy.database import Database
-from entrypoints.bootstrap import SHOP_PACKAGES, Remote, bootstrap, create_tables, shop_contracts
+from entrypoints.bootstrap import (
+    SHOP_PACKAGES,
+    Remote,
+    bootstrap,
+    prepare_schema,
+    shop_contracts,
+)
 from entrypoints.settings import Settings
 from entrypoints.topology import Service, Topology, TransportKind
 from kernel.codec import Codec
@@ -121,7 +127,7 @@ class RunningProcess:
                 log.warning(warning)
         modules = shop_modules(plan.hosted)
         self.databases = self._open_databases()
-        await create_tables(self.databases, modules)
+        await prepare_schema(self.databases, modules, settings)
         self._claim_sqlite_files()
         remote = self._remote_modules()
         provider = await self._payment_provider() if "payments" in plan.hosted else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -21,6 +21,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = "sqlite+aiosqlite:///cleave.db"
     #: PostgreSQL only: keep every table in this schema (created if missing).
     database_schema: str | None = None
+    #: Whether start-up migrates the database to this version's schema (unset: yes in
+    #: development; in production the process refuses a database that is behind, and the
+    #: operator runs ``cleave db upgrade`` first).
+    migrate_at_start: bool | None = None
     #: How modules in this process reach each other: direct calls, or through the wire codec.
     bus: Literal["inprocess", "loopback"] = "inprocess"
     host: str = "127.0.0.1"
@@ -40,12 +44,34 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     payment_attempts: int = 3
     payment_breaker_threshold: int = 5
     payment_breaker_cooldown_seconds: float = 30.0
-    #: Login and register calls allowed per client address and minute.
+    #: Login and register calls allowed per client address and minute (each route its own).
     auth_rate_limit_per_minute: int = 20
+    #: Failed logins (401) allowed per account, from any address, in a moving window.
+    login_failures_per_account: int = 10
+    login_failure_window_seconds: int = 900
+    #: Where the edge counts: "memory" (this process), "redis" (at CLEAVE_REDIS_URL, shared
+    #: by the instances of a gateway), or "auto": redis when the topology reaches a module
+    #: over Redis or runs several instances of the public service, memory otherwise.
+    rate_limit_storage: Literal["auto", "memory", "redis"] = "auto"
+    #: Proxies whose X-Forwarded-For names the client: comma-separated addresses or networks
+    #: (none by default: the peer's own address is the client's).
+    trusted_proxies: str = ""
+    #: Seconds a client has to send its whole request head, and each part of its body.
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    #: Open client connections per process at most (lowered to fit the file limit).
+    max_connections: int = 1000
     #: Largest accepted request body, in bytes.
     max_body_bytes: int = 64 * 1024
     #: An order not settled after this long is compensated.
     order_timeout_seconds: float = 60.0
+    #: Per customer: the most orders still PENDING at once, and the most placed in a minute
+    #: (a person's pace with room to spare; load tests and benchmarks raise both).
+    max_open_orders: Annotated[int, msgspec.Meta(ge=1)] = 20
+    orders_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 60
+    #: How long a customer's Idempotency-Key is remembered (at least a day: clients retry
+    #: for hours).
+    idempotency_key_seconds: Annotated[float, msgspec.Meta(ge=86_400.0)] = 86_400.0
     #: Relay: how many times a failed delivery is tried before it becomes a dead letter.
     delivery_attempts: int = 8
     delivery_backoff_seconds: float = 0.2
@@ -88,6 +114,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "CLEAVE_JWT_SECRET is not set: tokens are signed with the public development "
                 "secret. Set it (32+ random characters) before exposing the app."
             )
+        elif self.jwt_secret and len(self.jwt_secret.encode()) < 32:
+            found.append(
+                "CLEAVE_JWT_SECRET is shorter than 32 bytes: a token signed with it can be "
+                "forged by guessing the secret. Production refuses it."
+            )
         if self.service_key == DEVELOPMENT_SERVICE_KEY:
             found.append(
                 "CLEAVE_SERVICE_KEY is not set: services of a split deployment sign their "
@@ -105,11 +136,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def refusals(self, *, split: bool, strict: bool = False) -> list[str]:
         """Why these settings must not run in production (``env=production``, or ``strict``
         as for ``cleave serve``): empty when they may. A split deployment needs its own
-        service key as well."""
-        if self.env != "production" and not strict:
-            return []
+        service key as well. An empty JWT secret is refused in development too."""
         found = []
-        if self.jwt_secret == DEVELOPMENT_JWT_SECRET or len(self.jwt_secret.encode()) < 32:
+        if not self.jwt_secret:
+            # Nothing signs with an empty key (every login would fail): refused everywhere.
+            found.append(
+                "CLEAVE_JWT_SECRET is set but empty: unset it to use the development secret, "
+                "or set it to at least 32 random bytes "
+                "(for example: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if self.env != "production" and not strict:
+            return found
+        if self.jwt_secret and (
+            self.jwt_secret == DEVELOPMENT_JWT_SECRET or len(self.jwt_secret.encode()) < 32
+        ):
             found.append(
                 "CLEAVE_JWT_SECRET must be set to a secret of at least 32 bytes in production "
                 "(for example: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"

@@ -5,12 +5,13 @@ modules never import this adapter."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.exceptions import PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
 
@@ -20,16 +21,43 @@ from kernel.messages import Principal
 PUBLIC_PATHS = ["^/schema", "^/docs", "^/health", "^/metrics"]
 
 
-def principal_from_token(
-    token: Token, _connection: ASGIConnection[Any, Any, Any, Any]
-) -> Principal:
-    roles = token.extras.get("roles", ())
-    return Principal(subject=token.sub, roles=tuple(str(role) for role in roles), kind="user")
+class RolesOf(Protocol):
+    """The roles a subject holds now (``adapters.auth.accounts.CurrentRoles``)."""
+
+    async def of(self, subject: str) -> frozenset[str] | None:
+        """None when there is no such subject."""
+        ...
 
 
-def jwt_auth(secret: str, ttl_seconds: int) -> JWTAuth[Principal, Token]:
+def principal_resolver(
+    current_roles: RolesOf | None,
+) -> Callable[[Token, ASGIConnection[Any, Any, Any, Any]], Awaitable[Principal]]:
+    """Turns a verified token into the caller's ``Principal``, refusing (401) a token whose
+    subject no longer exists or no longer holds every role it claims. Without
+    ``current_roles`` the claims are taken as signed: only for an edge that reaches no
+    identity module (a test of one module's routes)."""
+
+    async def principal_from_token(
+        token: Token, _connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> Principal:
+        claimed = tuple(str(role) for role in token.extras.get("roles", ()))
+        if current_roles is not None:
+            held = await current_roles.of(token.sub)
+            if held is None or not held.issuperset(claimed):
+                raise NotAuthorizedException(
+                    "this token's account no longer exists or no longer has the roles the "
+                    "token names: log in again"
+                )
+        return Principal(subject=token.sub, roles=claimed, kind="user")
+
+    return principal_from_token
+
+
+def jwt_auth(
+    secret: str, ttl_seconds: int, current_roles: RolesOf | None = None
+) -> JWTAuth[Principal, Token]:
     return JWTAuth[Principal, Token](
-        retrieve_user_handler=principal_from_token,
+        retrieve_user_handler=principal_resolver(current_roles),
         token_secret=secret,
         default_token_expiration=timedelta(seconds=ttl_seconds),
         exclude=PUBLIC_PATHS,

@@ -47,6 +47,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
@@ -165,6 +166,14 @@ async def refuse_nul_characters(request: Request[Any, Any, Any]) -> None:
         raise ValidationException("NUL characters are not allowed in the body")
 
 
+def nested_too_deep(request: Request[Any, Any, Any], error: RecursionError) -> Response[Any]:
+    """msgspec decodes a body recursively and stops at Python's recursion limit: a body nested
+    that deep is the client's doing (400), on every route. Any other RecursionError is a bug."""
+    if "deserializ" not in str(error):
+        return unexpected(request, error)
+    return problem(HTTP_400_BAD_REQUEST, "the body is nested too deeply", code="too_deep")
+
+
 def unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "the server failed; the error is logged")
@@ -174,5 +183,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     CleaveError: cleave_error,
     msgspec.ValidationError: validation_error,
     HTTPException: http_exception,
+    RecursionError: nested_too_deep,
     Exception: unexpected,
 }

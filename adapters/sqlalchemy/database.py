@@ -58,7 +58,9 @@ class Database:
             if schema is not None:
                 connect_args["server_settings"] = {"search_path": schema}
             kwargs.update(connect_args=connect_args, pool_size=20, max_overflow=40, pool_timeout=10)
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # A failed statement's error (logged, and carried in tracebacks) must not show its
+        # parameters: they hold password hashes, emails and payment details.
+        self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
         #: SQLite has one writer at a time. Writers of this process queue on this gate
         #: instead of sleeping in SQLite's busy handler (which cost 6 ms a write here).
         self.writer: WriterGate | None = None

@@ -41,7 +41,8 @@ class IdentityController(Controller):
         opt={"rate_limited": True},
         summary="Create a customer account",
         description="409 if the email is registered (case-insensitively), 400 naming "
-        "`password` for a weak password.",
+        "`password` for a password too easy to guess (saying why), or `email` for one longer "
+        "than 254 characters once in lower case.",
     )
     async def register(self, data: JSONBody[Registration], bus: NamedDependency[Bus]) -> User:
         return await bus.send(

@@ -26,7 +26,8 @@ Password = Annotated[
     str,
     msgspec.Meta(
         max_length=256,
-        description="At least 10 characters, not all the same, not a well-known password.",
+        description="At least 10 characters, not the email, and hard to guess: zxcvbn must "
+        "score it 3 of 4 or more (a few uncommon words make one).",
     ),
 ]
 UserName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -35,6 +36,7 @@ Role = Literal["customer", "admin"]
 
 #: Error codes a caller may see.
 EMAIL_TAKEN = "identity.email_taken"
+INVALID_EMAIL = "identity.invalid_email"
 WEAK_PASSWORD = "identity.weak_password"
 BAD_CREDENTIALS = "identity.bad_credentials"
 USER_NOT_FOUND = "identity.user_not_found"
@@ -50,6 +52,13 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     roles: list[Role]
 
 
+class UserRoles(msgspec.Struct, frozen=True, kw_only=True):
+    """The roles a user holds now (the edge checks a token's claims against them)."""
+
+    user_id: UserId
+    roles: list[Role]
+
+
 class AccessToken(msgspec.Struct, frozen=True, kw_only=True):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
@@ -61,8 +70,9 @@ class AccessToken(msgspec.Struct, frozen=True, kw_only=True):
 
 class RegisterUser(Command[User], frozen=True, kw_only=True, tag="identity.RegisterUser"):
     """Create a customer account. ``Conflict`` (email_taken) if the email is registered,
-    ``Rejected`` (weak_password, field ``password``) for a weak password. Emails are
-    compared case-insensitively."""
+    ``Rejected`` (weak_password, field ``password``) for a weak password, ``Rejected``
+    (invalid_email, field ``email``) for an email longer than 254 characters once in lower
+    case. Emails are compared case-insensitively."""
 
     email: Email
     password: Password
@@ -71,7 +81,8 @@ class RegisterUser(Command[User], frozen=True, kw_only=True, tag="identity.Regis
 
 class LogIn(Command[AccessToken], frozen=True, kw_only=True, tag="identity.LogIn"):
     """Exchange email and password for an access token; ``Unauthenticated``
-    (bad_credentials) otherwise, without saying which of the two was wrong."""
+    (bad_credentials) otherwise, without saying which of the two was wrong. ``Rejected``
+    (invalid_email) for an email no account can have (too long once in lower case)."""
 
     email: Email
     password: Password
@@ -91,6 +102,14 @@ class EnsureAdmin(Command[User], frozen=True, kw_only=True, tag="identity.Ensure
 
 class GetUser(Query[User], frozen=True, kw_only=True, tag="identity.GetUser"):
     """One user; ``NotFound`` (user_not_found). A user may read themselves; admins anyone."""
+
+    user_id: UserId
+
+
+class GetUserRoles(Query[UserRoles], frozen=True, kw_only=True, tag="identity.GetUserRoles"):
+    """The roles ``user_id`` holds now; ``NotFound`` (user_not_found) if there is no such
+    user. Who may ask is who may read the user (``GetUser``): the edge asks as the system,
+    for every token it accepts, so it answers without the rest of the account."""
 
     user_id: UserId
 

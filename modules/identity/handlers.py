@@ -24,16 +24,19 @@ from modules.identity import domain
 from modules.identity.contracts import (
     BAD_CREDENTIALS,
     EMAIL_TAKEN,
+    INVALID_EMAIL,
     NOT_ALLOWED,
     USER_NOT_FOUND,
     WEAK_PASSWORD,
     AccessToken,
     EnsureAdmin,
     GetUser,
+    GetUserRoles,
     LogIn,
     RegisterUser,
     User,
     UserRegistered,
+    UserRoles,
 )
 from modules.identity.ports import PasswordHasher, TokenIssuer
 from modules.identity.repository import Users
@@ -60,8 +63,8 @@ class DummyHash:
 async def register_user(
     command: RegisterUser, users: Users, hasher: PasswordHasher, clock: Clock, bus: Bus
 ) -> User:
-    email = domain.normalise_email(command.email)
-    _check_password(command.password, email)
+    email = _normalised(command.email)
+    _check_password(command.password, email, command.name)
     if await users.find_by_email(email) is not None:
         raise Conflict("this email is already registered", code=EMAIL_TAKEN, field="email")
     user = domain.User(
@@ -84,7 +87,7 @@ async def log_in(
     dummy: DummyHash,
     tokens: TokenIssuer,
 ) -> AccessToken:
-    user = await users.find_by_email(domain.normalise_email(command.email))
+    user = await users.find_by_email(_normalised(command.email))
     if user is None:
         await hasher.verify(await dummy.get(), command.password)  # as slow as a real check
         raise _bad_credentials()
@@ -104,8 +107,8 @@ async def ensure_admin(
 ) -> User:
     if principal is None or principal.kind != "system":
         raise Forbidden("only the system may ensure an admin account", code=NOT_ALLOWED)
-    email = domain.normalise_email(command.email)
-    _check_password(command.password, email)
+    email = _normalised(command.email)
+    _check_password(command.password, email, command.name)
     existing = await users.find_by_email(email)
     if existing is None:
         user = domain.User(
@@ -137,9 +140,26 @@ async def get_user(query: GetUser, users: Users, principal: Principal | None) ->
     return _view(user)
 
 
-def _check_password(password: str, email: str) -> None:
+async def get_user_roles(
+    query: GetUserRoles, users: Users, principal: Principal | None
+) -> UserRoles:
+    user = await users.get(query.user_id) if domain.may_read(principal, query.user_id) else None
+    if user is None:
+        raise NotFound(f"no user {query.user_id}", code=USER_NOT_FOUND, field="user_id")
+    return UserRoles(user_id=user.id, roles=list(user.roles))
+
+
+def _normalised(email: str) -> str:
+    # Checked here, before any statement: an overlong value would fail in the database.
     try:
-        domain.check_password(password, email)
+        return domain.normalise_email(email)
+    except domain.InvalidEmail as invalid:
+        raise Rejected(str(invalid), code=INVALID_EMAIL, field="email") from None
+
+
+def _check_password(password: str, email: str, name: str) -> None:
+    try:
+        domain.check_password(password, email, name)
     except domain.WeakPassword as weak:
         raise Rejected(str(weak), code=WEAK_PASSWORD, field="password") from None
 

@@ -24,6 +24,7 @@ module = Module(
         contracts.LogIn: handlers.log_in,
         contracts.EnsureAdmin: handlers.ensure_admin,
         contracts.GetUser: handlers.get_user,
+        contracts.GetUserRoles: handlers.get_user_roles,
     },
     wiring=register,
     routes=api.routes,

@@ -21,6 +21,11 @@ OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 STOCK_NOT_FOUND = "inventory.stock_not_found"
 NOT_ALLOWED = "inventory.not_allowed"
 RESERVATION_NOT_FOUND = "inventory.reservation_not_found"
+STOCK_LIMIT = "inventory.stock_limit"
+
+#: The most units of one SKU inventory counts: the largest integer every JSON client reads
+#: exactly (2**53 - 1). A restock past it is refused (``Rejected``, a 400 at the edge).
+MAX_ON_HAND = 2**53 - 1
 
 
 class StockLevel(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,8 +46,8 @@ class StockLine(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Restock(Command[StockLevel], frozen=True, kw_only=True, tag="inventory.Restock"):
-    """Add ``quantity`` units on hand. ``NotFound`` for a SKU the catalog does not know.
-    Admins only."""
+    """Add ``quantity`` units on hand. ``NotFound`` for a SKU the catalog does not know;
+    ``Rejected`` (code ``STOCK_LIMIT``) past ``MAX_ON_HAND`` units. Admins only."""
 
     sku: Sku
     quantity: Quantity

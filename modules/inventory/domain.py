@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from modules.inventory.contracts import MAX_ON_HAND
+
+
+class StockLimitExceeded(Exception):
+    def __init__(self, sku: str, on_hand: int, quantity: int) -> None:
+        super().__init__(
+            f"{sku}: {on_hand} on hand and {quantity} more would pass the limit of "
+            f"{MAX_ON_HAND} units"
+        )
+
 
 class InsufficientStock(Exception):
     def __init__(self, sku: str, wanted: int, available: int) -> None:
@@ -28,6 +38,8 @@ class Stock:
     def restock(self, quantity: int) -> None:
         if quantity < 1:
             raise ValueError("restock needs a positive quantity")
+        if self.on_hand + quantity > MAX_ON_HAND:
+            raise StockLimitExceeded(self.sku, self.on_hand, quantity)
         self.on_hand += quantity
 
     def reserve(self, quantity: int) -> None:

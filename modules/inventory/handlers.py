@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from kernel import Bus, Forbidden, NotFound, Principal
+from kernel import Bus, Forbidden, NotFound, Principal, Rejected
 from modules.catalog.contracts import GetProduct, ProductAdded
 from modules.inventory.contracts import (
     NOT_ALLOWED,
     RESERVATION_NOT_FOUND,
+    STOCK_LIMIT,
     GetStock,
     ReleaseStock,
     ReserveStock,
@@ -24,6 +25,7 @@ from modules.inventory.domain import (
     Reservation,
     ReservationStatus,
     Stock,
+    StockLimitExceeded,
     merge_lines,
     reserve_all,
 )
@@ -44,7 +46,10 @@ async def restock(
         # ProductAdded may not have arrived yet: the catalog is the authority on SKUs.
         await bus.ask(GetProduct(sku=command.sku))  # raises NotFound for an unknown SKU
         record = await stock.ensure(command.sku)
-    record.restock(command.quantity)
+    try:
+        record.restock(command.quantity)
+    except StockLimitExceeded as limit:
+        raise Rejected(str(limit), code=STOCK_LIMIT, field="quantity") from None
     await stock.save(record)
     await bus.publish(
         StockRestocked(sku=record.sku, quantity=command.quantity, on_hand=record.on_hand)

@@ -1,6 +1,6 @@
 """Inventory's tables."""
 
-from sqlalchemy import CheckConstraint, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, CheckConstraint, Column, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -8,8 +8,10 @@ stock = Table(
     "inventory_stock",
     metadata,
     Column("sku", String(64), primary_key=True),
-    Column("on_hand", Integer, nullable=False),
-    Column("reserved", Integer, nullable=False),
+    # 64 bits: a warehouse may count past 2**31 units (screws, grams); the domain's
+    # MAX_ON_HAND keeps every count far below the column's limit.
+    Column("on_hand", BigInteger, nullable=False),
+    Column("reserved", BigInteger, nullable=False),
     Column("version", Integer, nullable=False),
     CheckConstraint("reserved >= 0 AND on_hand >= reserved", name="inventory_stock_invariant"),
 )

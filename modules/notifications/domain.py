@@ -1,13 +1,36 @@
 """Notifications' rules, in plain Python: what the shop tells a user, and when.
 
 Each notification answers one fact (an order confirmed, a user registered) and is keyed by
-that fact, so a fact told twice (an event delivered again) is one notification.
+that fact, so a fact told twice (an event delivered again) is one notification. Why an order
+ended is told in plain words, from ordering's reason codes only: whatever else a reason
+holds is never shown to the customer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from modules.ordering.contracts import (
+    REASON_INSUFFICIENT_STOCK,
+    REASON_PAYMENT_DECLINED,
+    REASON_PAYMENT_FAILED,
+    REASON_TIMEOUT,
+    REASON_UNKNOWN_SKU,
+)
+
+#: Each reason code an order may end with, in the customer's words.
+_PLAIN_REASONS = {
+    REASON_PAYMENT_DECLINED: "the payment was declined",
+    REASON_PAYMENT_FAILED: "the payment could not be processed",
+    REASON_TIMEOUT: "it could not be completed in time",
+    REASON_INSUFFICIENT_STOCK: "not enough stock",
+    REASON_UNKNOWN_SKU: "a product is no longer sold",
+}
+#: The reasons followed by the SKU they are about.
+_ABOUT_A_PRODUCT = (REASON_INSUFFICIENT_STOCK, REASON_UNKNOWN_SKU)
+#: For a reason this module does not know (a newer code, or one that is not a code).
+_NO_PLAIN_REASON = "it could not be completed"
 
 
 class Kind(StrEnum):
@@ -67,7 +90,7 @@ def order_cancelled(order_id: str, reason: str) -> Message:
         about=order_id,
         order_id=order_id,
         subject="Your order was cancelled",
-        body=f"Order {order_id} was cancelled ({reason or 'no reason given'}). "
+        body=f"Order {order_id} was cancelled: {plain_reason(reason)}. "
         "Nothing was charged and nothing will ship.",
     )
 
@@ -78,8 +101,19 @@ def order_rejected(order_id: str, reason: str) -> Message:
         about=order_id,
         order_id=order_id,
         subject="Your order could not be accepted",
-        body=f"Order {order_id} was rejected ({reason or 'no reason given'}). Nothing was charged.",
+        body=f"Order {order_id} could not be accepted: {plain_reason(reason)}. "
+        "Nothing was charged.",
     )
+
+
+def plain_reason(reason: str) -> str:
+    """Ordering's ``reason`` (``"payment_failed"``, ``"insufficient_stock: TEA"``) in plain
+    words; what follows the code is kept only where it is the customer's own (the SKU)."""
+    code, _, detail = (part.strip() for part in reason.partition(":"))
+    plain = _PLAIN_REASONS.get(code)
+    if plain is None:
+        return _NO_PLAIN_REASON
+    return f"{plain} ({detail})" if detail and code in _ABOUT_A_PRODUCT else plain
 
 
 def money(cents: int, currency: str) -> str:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
-from kernel import Bus, Principal
+from kernel import Bus, Conflict, Principal
 from modules.catalog.contracts import Sku
 from modules.ordering.contracts import (
+    IDEMPOTENCY_KEY_PATTERN,
+    IDEMPOTENCY_KEY_REUSED,
+    TOO_MANY_OPEN_ORDERS,
+    TOO_MANY_ORDERS,
     GetOrder,
     ListOrders,
     Order,
@@ -20,6 +25,15 @@ from modules.ordering.contracts import (
     Quantity,
 )
 from modules.payments.contracts import PaymentToken
+
+#: The header a client retries an order under (the ``idempotency_key`` of ``PlaceOrder``).
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+#: The refusals of ``PlaceOrder`` that are not plain conflicts, by error code.
+_STATUS = {IDEMPOTENCY_KEY_REUSED: 422, TOO_MANY_ORDERS: 429}
+_TITLES = {409: "Conflict", 422: "Unprocessable Content", 429: "Too Many Requests"}
+#: Orders placed more than a minute ago no longer count against the pace.
+_RETRY_AFTER_SECONDS = "60"
 
 
 class NewOrderLine(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -34,25 +48,92 @@ class NewOrder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     payment_token: PaymentToken
 
 
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An RFC 9457 problem, as every error of the API is answered."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str | None = None
+    field: str | None = None
+
+
+def refused(request: Request[Any, Any, Any], error: Conflict) -> Response[Problem]:
+    """A conflict under ordering's routes, with the status its code calls for: an order sent
+    again under a used key is unprocessable (422), a customer ordering too fast is 429."""
+    status = _STATUS.get(error.code or "", 409)
+    headers = {"Retry-After": _RETRY_AFTER_SECONDS} if status == 429 else None
+    body = Problem(
+        title=_TITLES[status],
+        status=status,
+        detail=error.detail,
+        code=error.code,
+        field=error.field,
+    )
+    return Response(
+        body, status_code=status, media_type="application/problem+json", headers=headers
+    )
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(
+        data_container=Problem,
+        description=description,
+        media_type="application/problem+json",
+        generate_examples=False,
+    )
+
+
 class OrdersController(Controller):
     path = "/api/v1/orders"
     tags = ["ordering"]
+    exception_handlers = {Conflict: refused}
 
     @post(
         "",
         opt={"roles": ["customer", "admin"]},
         status_code=202,
         summary="Place an order; poll it until CONFIRMED, REJECTED or CANCELLED",
+        description=(
+            "Send an `Idempotency-Key` header to make the request safe to retry: the same "
+            "order sent again under the same key (for at least 24 hours) answers the order "
+            "placed the first time, as it is now, and charges nothing more; another order "
+            "under a key already used is refused with 422. Each customer has at most "
+            "`CLEAVE_MAX_OPEN_ORDERS` pending orders (409 past it) and places at most "
+            "`CLEAVE_ORDERS_PER_MINUTE` orders a minute (429 past it)."
+        ),
+        responses={
+            409: _problem(f"Too many pending orders (code `{TOO_MANY_OPEN_ORDERS}`)"),
+            422: _problem(
+                f"The Idempotency-Key was used for another order (code `{IDEMPOTENCY_KEY_REUSED}`)"
+            ),
+            429: _problem(f"Too many orders in the last minute (code `{TOO_MANY_ORDERS}`)"),
+        },
     )
     async def place_order(
         self,
         data: JSONBody[NewOrder],
         bus: NamedDependency[Bus],
         principal: NamedDependency[Principal],
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(
+                name=IDEMPOTENCY_KEY,
+                required=False,
+                min_length=1,
+                max_length=255,
+                pattern=IDEMPOTENCY_KEY_PATTERN,
+                description="A key of the client's choosing, unique per order it means to "
+                "place (1 to 255 printable ASCII characters): a retry under the same key "
+                "never places or charges the order twice.",
+            ),
+        ] = None,
     ) -> Order:
         command = PlaceOrder(
             lines=[OrderLineRequest(sku=line.sku, quantity=line.quantity) for line in data.lines],
             payment_token=data.payment_token,
+            idempotency_key=idempotency_key,
         )
         return await bus.send(command, principal=principal)
 

@@ -39,6 +39,36 @@ UNKNOWN_SKU = "ordering.unknown_sku"
 MIXED_CURRENCIES = "ordering.mixed_currencies"
 ORDER_TOO_LARGE = "ordering.order_too_large"
 NOT_ALLOWED = "ordering.not_allowed"
+#: The customer sent this ``idempotency_key`` before with another order (HTTP 422).
+IDEMPOTENCY_KEY_REUSED = "ordering.idempotency_key_reused"
+#: The customer has as many unsettled orders as one may have (HTTP 409).
+TOO_MANY_OPEN_ORDERS = "ordering.too_many_open_orders"
+#: The customer placed as many orders in the last minute as one may (HTTP 429).
+TOO_MANY_ORDERS = "ordering.too_many_orders"
+
+#: Why an order ended other than CONFIRMED: the start of ``Order.reason``, plain words for
+#: programs (a stock shortage is followed by the SKU: ``"insufficient_stock: TEA"``). The
+#: details (what the payment provider said) stay in the logs and the admins' views.
+REASON_INSUFFICIENT_STOCK = "insufficient_stock"
+REASON_UNKNOWN_SKU = "unknown_sku"
+REASON_PAYMENT_DECLINED = "payment_declined"
+REASON_PAYMENT_FAILED = "payment_failed"
+REASON_TIMEOUT = "timeout"
+
+#: Printable ASCII, neither starting nor ending with a space (HTTP would trim it).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"
+#: A client's key for one order (the ``Idempotency-Key`` header): 1 to 255 printable ASCII
+#: characters.
+IdempotencyKey = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=255,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="A key of the client's choosing, unique per order it means to place.",
+        examples=["3f0c2a4e-order-42"],
+    ),
+]
 
 
 class OrderLineRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,7 +89,8 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     lines: list[OrderLine]
     total_cents: int
     currency: Currency
-    #: Why the order was rejected or cancelled.
+    #: Why the order was rejected or cancelled: one of the ``REASON_*`` codes, never the
+    #: payment provider's own words.
     reason: str | None = None
     created_at: float
 
@@ -73,15 +104,32 @@ class PlaceOrder(Command[Order], frozen=True, kw_only=True, tag="ordering.PlaceO
     ``lines[i].sku`` of the first line in another currency) when the products are priced in
     different currencies; (order_too_large, field ``lines``) when the total exceeds what one
     charge may be. ``Forbidden`` (not_allowed) unless the principal is a customer or an
-    admin. Lines are kept as requested: a repeated SKU stays two lines."""
+    admin. Lines are kept as requested: a repeated SKU stays two lines.
+
+    With an ``idempotency_key``, the same customer sending the same order again under the same
+    key (a retry) gets the order placed the first time, in its current state, and nothing
+    more is placed or charged; another order under a key already used is ``Conflict``
+    (idempotency_key_reused). Keys are kept at least ``idempotency_key_seconds`` (a day).
+
+    A customer may have at most ``max_open_orders`` PENDING orders (``Conflict``,
+    too_many_open_orders) and place at most ``orders_per_minute`` orders a minute
+    (``Conflict``, too_many_orders); a retry under a known key counts for neither."""
 
     lines: Annotated[list[OrderLineRequest], msgspec.Meta(min_length=1, max_length=50)]
     payment_token: PaymentToken
+    idempotency_key: IdempotencyKey | None = None
 
 
 class ExpireOrders(Command[int], frozen=True, kw_only=True, tag="ordering.ExpireOrders"):
     """Compensate every order whose saga passed its deadline; answers how many. Sent by
     a timer in the process hosting ordering."""
+
+
+class ForgetIdempotencyKeys(
+    Command[int], frozen=True, kw_only=True, tag="ordering.ForgetIdempotencyKeys"
+):
+    """Forget the idempotency keys older than ordering keeps them; answers how many. Sent by a
+    timer in the process hosting ordering."""
 
 
 # -- queries --------------------------------------------------------------------------------

@@ -8,6 +8,10 @@ transition first looks at the current step, so late and repeated answers are har
 The order stays PENDING to the customer until the saga is done, so that a terminal status
 means every effect has settled: the stock is sold (CONFIRMED) or not held any more
 (REJECTED, CANCELLED), and no capture is left standing for an order that was not confirmed.
+
+The reason an order ends is a plain code the customer may read; what the payment provider
+said in detail is for the logs and the admins' views of payments. The payment token is kept
+only while the saga may still ask for a capture.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from enum import StrEnum
 #: The most a single charge may be (the payments contract's bound on ``amount_cents``).
 MAX_TOTAL_CENTS = 10_000_000_000
 
-#: Reasons an order ends other than CONFIRMED.
+#: Reasons an order ends other than CONFIRMED (besides inventory's, such as
+#: "insufficient_stock: TEA").
 TIMEOUT = "timeout"
 PAYMENT_DECLINED = "payment_declined"
 PAYMENT_FAILED = "payment_failed"
@@ -59,6 +64,8 @@ _TERMINAL = {Step.CONFIRMED, Step.REJECTED, Step.CANCELLED}
 EXPIRABLE = (Step.AWAITING_STOCK, Step.AWAITING_PAYMENT)
 #: The steps of a saga that is not done.
 UNSETTLED = (Step.AWAITING_STOCK, Step.AWAITING_PAYMENT, Step.CONFIRMING, Step.RELEASING)
+#: The steps in which the saga may still ask for a capture, and so needs the payment token.
+PAYING = (Step.AWAITING_STOCK, Step.AWAITING_PAYMENT)
 
 
 class Action(StrEnum):
@@ -172,7 +179,9 @@ class Saga:
     order_id: str
     amount_cents: int
     currency: str
-    payment_token: str
+    #: None once the saga is past the steps that may capture (``PAYING``): a card token is
+    #: not kept longer than it may be used.
+    payment_token: str | None
     deadline: float
     step: Step = Step.AWAITING_STOCK
     reason: str | None = None
@@ -200,7 +209,7 @@ class Saga:
 
     def stock_reserved(self) -> list[Action]:
         if self.step is Step.AWAITING_STOCK:
-            self.step = Step.AWAITING_PAYMENT
+            self._move(Step.AWAITING_PAYMENT)
             return [Action.CAPTURE_PAYMENT]
         if self.step in (Step.RELEASING, Step.CANCELLED):
             # Reserved after (or while) the saga gave up: give it back again, to be sure.
@@ -209,7 +218,7 @@ class Saga:
 
     def stock_reservation_failed(self, reason: str) -> list[Action]:
         if self.step is Step.AWAITING_STOCK:
-            self.step = Step.REJECTED
+            self._move(Step.REJECTED)
             self.reason = reason
             return [Action.REJECT_ORDER]
         # While RELEASING nothing is held either; the StockReleased on its way ends it.
@@ -217,7 +226,7 @@ class Saga:
 
     def stock_sold(self) -> list[Action]:
         if self.step is Step.CONFIRMING:
-            self.step = Step.CONFIRMED
+            self._move(Step.CONFIRMED)
             return [Action.CONFIRM_ORDER]
         return []
 
@@ -231,7 +240,7 @@ class Saga:
 
     def payment_captured(self) -> list[Action]:
         if self.step is Step.AWAITING_PAYMENT:
-            self.step = Step.CONFIRMING
+            self._move(Step.CONFIRMING)
             return [Action.SELL_STOCK]
         if self.step is Step.RELEASING:
             # A capture that landed after the saga gave up: it must not stand.
@@ -241,15 +250,15 @@ class Saga:
             return [Action.VOID_PAYMENT]
         return []
 
-    def payment_declined(self, reason: str) -> list[Action]:
+    def payment_declined(self) -> list[Action]:
         if self.step is Step.AWAITING_PAYMENT:
-            return self._compensate(_because(PAYMENT_DECLINED, reason), void=False)
+            return self._compensate(PAYMENT_DECLINED, void=False)
         return []
 
-    def payment_failed(self, reason: str) -> list[Action]:
+    def payment_failed(self) -> list[Action]:
         if self.step is Step.AWAITING_PAYMENT:
             # The provider did not answer in time: a capture may still be in flight there.
-            return self._compensate(_because(PAYMENT_FAILED, reason), void=True)
+            return self._compensate(PAYMENT_FAILED, void=True)
         return []
 
     def payment_voided(self) -> list[Action]:
@@ -281,18 +290,19 @@ class Saga:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _move(self, step: Step) -> None:
+        self.step = step
+        if step not in PAYING:
+            self.payment_token = None
+
     def _compensate(self, reason: str, *, void: bool) -> list[Action]:
-        self.step = Step.RELEASING
+        self._move(Step.RELEASING)
         self.reason = reason
         self.void_pending = void
         return [Action.RELEASE_STOCK, Action.VOID_PAYMENT] if void else [Action.RELEASE_STOCK]
 
     def _cancel_when_settled(self) -> list[Action]:
         if self.stock_returned and not self.void_pending:
-            self.step = Step.CANCELLED
+            self._move(Step.CANCELLED)
             return [Action.CANCEL_ORDER]
         return []
-
-
-def _because(code: str, detail: str) -> str:
-    return f"{code}: {detail}" if detail else code

@@ -3,7 +3,9 @@ inventory and payments answer."""
 
 from __future__ import annotations
 
-from kernel import Bus, Clock, Forbidden, NotFound, Principal, Rejected, new_entity_id
+import logging
+
+from kernel import Bus, Clock, Conflict, Forbidden, NotFound, Principal, Rejected, new_entity_id
 from modules.catalog.contracts import GetProducts
 from modules.inventory.contracts import (
     StockReleased,
@@ -11,14 +13,18 @@ from modules.inventory.contracts import (
     StockReserved,
     StockSold,
 )
-from modules.ordering import domain
+from modules.ordering import admission, domain
 from modules.ordering.contracts import (
+    IDEMPOTENCY_KEY_REUSED,
     MIXED_CURRENCIES,
     NOT_ALLOWED,
     ORDER_NOT_FOUND,
     ORDER_TOO_LARGE,
+    TOO_MANY_OPEN_ORDERS,
+    TOO_MANY_ORDERS,
     UNKNOWN_SKU,
     ExpireOrders,
+    ForgetIdempotencyKeys,
     GetOrder,
     ListOrders,
     Order,
@@ -26,7 +32,8 @@ from modules.ordering.contracts import (
     OrderPlaced,
     PlaceOrder,
 )
-from modules.ordering.repository import Orders
+from modules.ordering.ports import OrderingSettings
+from modules.ordering.repository import IdempotencyKeys, Orders
 from modules.ordering.saga import SagaRunner
 from modules.payments.contracts import (
     PaymentCaptured,
@@ -35,23 +42,53 @@ from modules.payments.contracts import (
     PaymentVoided,
 )
 
+log = logging.getLogger("cleave.ordering")
+
 _CODES = {
     domain.UNKNOWN_SKU: UNKNOWN_SKU,
     domain.MIXED_CURRENCIES: MIXED_CURRENCIES,
     domain.TOO_LARGE: ORDER_TOO_LARGE,
+}
+_REFUSALS = {
+    admission.KEY_REUSED: (IDEMPOTENCY_KEY_REUSED, "idempotency_key"),
+    admission.TOO_MANY_OPEN: (TOO_MANY_OPEN_ORDERS, None),
+    admission.TOO_FAST: (TOO_MANY_ORDERS, None),
 }
 
 # -- commands -------------------------------------------------------------------------------
 
 
 async def place_order(
-    command: PlaceOrder, saga: SagaRunner, bus: Bus, clock: Clock, principal: Principal
+    command: PlaceOrder,
+    saga: SagaRunner,
+    orders: Orders,
+    keys: IdempotencyKeys,
+    settings: OrderingSettings,
+    bus: Bus,
+    clock: Clock,
+    principal: Principal,
 ) -> Order:
     if not (principal.has_role("customer") or principal.has_role("admin")):
         raise Forbidden("only a customer or an admin may place an order", code=NOT_ALLOWED)
-    # Prices first, before anything is written (a synchronous call after a write would wait
-    # for SQLite's writer, which this unit then holds).
     requested = [(line.sku, line.quantity) for line in command.lines]
+    customer, key = principal.subject, command.idempotency_key
+    sent = admission.fingerprint(requested, command.payment_token)
+    try:
+        if key is not None:
+            retried = admission.retried_order(await keys.get(customer, key), sent)
+            if retried is not None:
+                return _view(await _order(orders, retried))
+        admission.check_limits(
+            open_orders=await orders.count_pending(customer),
+            max_open_orders=settings.max_open_orders,
+            recent_orders=await orders.count_placed_since(customer, clock.now() - admission.MINUTE),
+            orders_per_minute=settings.orders_per_minute,
+        )
+    except admission.NotAdmitted as refusal:
+        code, field = _REFUSALS[refusal.code]
+        raise Conflict(refusal.detail, code=code, field=field) from None
+    # Prices next, before anything is written (a synchronous call after a write would wait
+    # for SQLite's writer, which this unit then holds).
     products = await bus.ask(GetProducts(skus=list(dict.fromkeys(sku for sku, _ in requested))))
     prices = {product.sku: (product.price_cents, product.currency) for product in products}
     try:
@@ -61,13 +98,17 @@ async def place_order(
         raise Rejected(error.detail, code=_CODES[error.code], field=field) from None
     order = domain.Order(
         id=new_entity_id(),
-        customer_id=principal.subject,
+        customer_id=customer,
         lines=lines,
         total_cents=total,
         currency=currency,
         created_at=clock.now(),
     )
     await saga.start(order, command.payment_token)
+    if key is not None:
+        # In the order's unit of work: the order and its key are stored together or not at
+        # all, and of two concurrent retries only one stores either.
+        await keys.add(customer, key, admission.KnownKey(sent, order.id), order.created_at)
     view = _view(order)
     await bus.publish(
         OrderPlaced(
@@ -87,6 +128,19 @@ async def expire_orders(
     if principal is None or not (principal.kind == "system" or principal.has_role("admin")):
         raise Forbidden("only the system or an admin may expire orders", code=NOT_ALLOWED)
     return await saga.expire_overdue()
+
+
+async def forget_idempotency_keys(
+    command: ForgetIdempotencyKeys,
+    keys: IdempotencyKeys,
+    settings: OrderingSettings,
+    clock: Clock,
+    principal: Principal | None,
+) -> int:
+    if principal is None or not (principal.kind == "system" or principal.has_role("admin")):
+        raise Forbidden("only the system or an admin may forget idempotency keys", code=NOT_ALLOWED)
+    before = clock.now() - settings.idempotency_key_seconds
+    return await keys.forget_older_than(before, settings.forget_batch)
 
 
 # -- queries --------------------------------------------------------------------------------
@@ -129,15 +183,26 @@ async def on_payment_captured(event: PaymentCaptured, saga: SagaRunner) -> None:
 
 
 async def on_payment_declined(event: PaymentDeclined, saga: SagaRunner) -> None:
-    await saga.advance(event.order_id, lambda state: state.payment_declined(event.reason))
+    # What the provider said is for operators (here, and in payments' charges for admins):
+    # the customer's order keeps a plain reason.
+    log.info("the payment of order %s was declined: %s", event.order_id, event.reason)
+    await saga.advance(event.order_id, lambda state: state.payment_declined())
 
 
 async def on_payment_failed(event: PaymentFailed, saga: SagaRunner) -> None:
-    await saga.advance(event.order_id, lambda state: state.payment_failed(event.reason))
+    log.warning("the payment of order %s failed: %s", event.order_id, event.reason)
+    await saga.advance(event.order_id, lambda state: state.payment_failed())
 
 
 async def on_payment_voided(event: PaymentVoided, saga: SagaRunner) -> None:
     await saga.advance(event.order_id, lambda state: state.payment_voided())
+
+
+async def _order(orders: Orders, order_id: str) -> domain.Order:
+    order = await orders.get(order_id)
+    if order is None:  # a key is stored with its order and orders stay: a bug if missing
+        raise LookupError(f"an idempotency key refers to order {order_id}, which is missing")
+    return order
 
 
 def _admin(principal: Principal) -> bool:

@@ -13,7 +13,7 @@ from modules.inventory.contracts import (
 )
 from modules.ordering import api, contracts, handlers
 from modules.ordering.ports import OrderingSettings
-from modules.ordering.repository import Orders, Sagas
+from modules.ordering.repository import IdempotencyKeys, Orders, Sagas
 from modules.ordering.saga import SagaRunner
 from modules.ordering.tables import metadata
 from modules.payments.contracts import (
@@ -27,6 +27,7 @@ from modules.payments.contracts import (
 def register(container: Any) -> None:
     container.register(Orders)
     container.register(Sagas)
+    container.register(IdempotencyKeys)
     container.register(SagaRunner)
     if not _bound(container, OrderingSettings):
         # The composition root binds OrderingSettings from its settings; these are the defaults.
@@ -47,6 +48,7 @@ module = Module(
     handlers={
         contracts.PlaceOrder: handlers.place_order,
         contracts.ExpireOrders: handlers.expire_orders,
+        contracts.ForgetIdempotencyKeys: handlers.forget_idempotency_keys,
         contracts.GetOrder: handlers.get_order,
         contracts.ListOrders: handlers.list_orders,
     },
@@ -64,5 +66,9 @@ module = Module(
     routes=api.routes,
     tables=metadata,
     # Sagas that wait past their deadline are compensated within about a second.
-    timers=[Timer(every=1.0, command=contracts.ExpireOrders())],
+    timers=[
+        Timer(every=1.0, command=contracts.ExpireOrders()),
+        # Keys are kept a day or more: going through the old ones hourly is plenty.
+        Timer(every=3600.0, command=contracts.ForgetIdempotencyKeys()),
+    ],
 )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class OrderingSettings:
-    """Ordering's settings, bound by the composition root (from ``order_timeout_seconds``).
+    """Ordering's settings, bound by the composition root (from the ``CLEAVE_*`` settings).
 
     When nothing binds it, ``register`` binds these defaults.
     """
@@ -16,3 +16,11 @@ class OrderingSettings:
     order_timeout_seconds: float = 60.0
     #: How many overdue sagas one ExpireOrders compensates (the timer runs it again soon).
     expire_batch: int = 100
+    #: The most PENDING orders one customer may have at once.
+    max_open_orders: int = 20
+    #: The most orders one customer may place in any minute.
+    orders_per_minute: int = 60
+    #: How long a customer's idempotency key is kept (at least a day: clients retry for hours).
+    idempotency_key_seconds: float = 86_400.0
+    #: How many expired idempotency keys one ForgetIdempotencyKeys deletes.
+    forget_batch: int = 1_000

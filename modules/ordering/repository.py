@@ -1,15 +1,17 @@
-"""Orders and their sagas in ordering's tables (SQLAlchemy Core)."""
+"""Orders, their sagas and the idempotency keys they were placed with, in ordering's tables
+(SQLAlchemy Core)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kernel import ConcurrencyConflict, Transaction
+from modules.ordering.admission import KnownKey
 from modules.ordering.domain import UNSETTLED, Line, Order, OrderStatus, Saga, Step
-from modules.ordering.tables import order_lines, orders, sagas
+from modules.ordering.tables import idempotency_keys, order_lines, orders, sagas
 
 
 class Orders:
@@ -68,6 +70,29 @@ class Orders:
             )
         ).all()
         return await self._with_lines(rows)
+
+    async def count_pending(self, customer_id: str) -> int:
+        """How many of the customer's orders are PENDING."""
+        connection = await self._transaction.connection()
+        found = await connection.scalar(
+            select(func.count())
+            .select_from(orders)
+            .where(
+                orders.c.customer_id == customer_id,
+                orders.c.status == OrderStatus.PENDING.value,
+            )
+        )
+        return int(found or 0)
+
+    async def count_placed_since(self, customer_id: str, since: float) -> int:
+        """How many orders the customer placed at ``since`` or later."""
+        connection = await self._transaction.connection()
+        found = await connection.scalar(
+            select(func.count())
+            .select_from(orders)
+            .where(orders.c.customer_id == customer_id, orders.c.created_at >= since)
+        )
+        return int(found or 0)
 
     async def save(self, order: Order) -> None:
         """Store a settled order; ``ConcurrencyConflict`` if it changed meanwhile."""
@@ -153,6 +178,63 @@ class Sagas:
         saga.version += 1
 
 
+class IdempotencyKeys:
+    """The keys customers placed orders with, each with the order it placed."""
+
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    async def get(self, customer_id: str, key: str) -> KnownKey | None:
+        connection = await self._transaction.connection()
+        row = (
+            await connection.execute(
+                select(idempotency_keys.c.fingerprint, idempotency_keys.c.order_id).where(
+                    idempotency_keys.c.customer_id == customer_id,
+                    idempotency_keys.c.key == key,
+                )
+            )
+        ).first()
+        return None if row is None else KnownKey(fingerprint=row.fingerprint, order_id=row.order_id)
+
+    async def add(self, customer_id: str, key: str, known: KnownKey, created_at: float) -> None:
+        """Record the key, or ``ConcurrencyConflict`` if a concurrent retry recorded it first
+        (the loser runs again and finds the winner's order)."""
+        connection = await self._transaction.connection()
+        try:
+            await connection.execute(
+                insert(idempotency_keys).values(
+                    customer_id=customer_id,
+                    key=key,
+                    fingerprint=known.fingerprint,
+                    order_id=known.order_id,
+                    created_at=created_at,
+                )
+            )
+        except IntegrityError as error:
+            raise ConcurrencyConflict(f"idempotency key {key!r} was just used") from error
+
+    async def forget_older_than(self, before: float, limit: int) -> int:
+        """Delete about ``limit`` of the keys recorded before ``before``, the oldest first (a
+        batch keeps each write short); how many were deleted."""
+        connection = await self._transaction.connection()
+        created_at = idempotency_keys.c.created_at
+        # The creation time of the limit-th oldest key: the batch ends there.
+        edge = await connection.scalar(
+            select(created_at)
+            .where(created_at < before)
+            .order_by(created_at)
+            .offset(limit - 1)
+            .limit(1)
+        )
+        condition = created_at < before if edge is None else created_at <= edge
+        result = await connection.execute(delete(idempotency_keys).where(condition))
+        return int(result.rowcount or 0)
+
+
+#: The stored token of a saga that forgot it (the column has never been nullable).
+_NO_TOKEN = ""
+
+
 def _row(saga: Saga) -> dict[str, Any]:
     return {
         "order_id": saga.order_id,
@@ -160,7 +242,7 @@ def _row(saga: Saga) -> dict[str, Any]:
         "reason": saga.reason,
         "amount_cents": saga.amount_cents,
         "currency": saga.currency,
-        "payment_token": saga.payment_token,
+        "payment_token": saga.payment_token or _NO_TOKEN,
         "deadline": saga.deadline,
         "stock_returned": saga.stock_returned,
         "void_pending": saga.void_pending,
@@ -172,7 +254,7 @@ def _saga(row: Any) -> Saga:
         order_id=row.order_id,
         amount_cents=row.amount_cents,
         currency=row.currency,
-        payment_token=row.payment_token,
+        payment_token=row.payment_token or None,
         deadline=row.deadline,
         step=Step(row.step),
         reason=row.reason,

@@ -115,6 +115,7 @@ class SagaRunner:
                     )
                 )
             elif action is Action.CAPTURE_PAYMENT:
+                assert saga.payment_token is not None, "a saga that captures keeps its token"
                 await bus.defer(
                     CapturePayment(
                         order_id=saga.order_id,

@@ -1,4 +1,5 @@
-"""Ordering's tables: the orders customers see, their lines, and the sagas that settle them."""
+"""Ordering's tables: the orders customers see, their lines, the sagas that settle them, and
+the idempotency keys customers placed them with."""
 
 from sqlalchemy import (
     BigInteger,
@@ -48,6 +49,8 @@ sagas = Table(
     Column("reason", Text, nullable=True),
     Column("amount_cents", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
+    # Empty once the saga cannot ask for a capture any more: a token is kept no longer than
+    # it may be used.
     Column("payment_token", String(200), nullable=False),
     Column("deadline", Float, nullable=False),
     Column("stock_returned", Boolean, nullable=False),
@@ -55,4 +58,18 @@ sagas = Table(
     Column("version", Integer, nullable=False),
     # ExpireOrders looks for waiting sagas past their deadline.
     Index("ix_ordering_sagas_due", "step", "deadline"),
+)
+
+idempotency_keys = Table(
+    "ordering_idempotency_keys",
+    metadata,
+    # The key is the customer's: two customers may well pick the same one.
+    Column("customer_id", String(200), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    #: A digest of the order as sent, to tell a retry from another order under the same key.
+    Column("fingerprint", String(64), nullable=False),
+    Column("order_id", String(64), ForeignKey("ordering_orders.id"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    # ForgetIdempotencyKeys deletes the oldest.
+    Index("ix_ordering_idempotency_keys_created", "created_at"),
 )

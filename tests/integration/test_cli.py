@@ -20,7 +20,7 @@ from tests.support.processes import ROOT
 pytestmark = pytest.mark.anyio
 
 
-def cleave(url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+def cleave(url: str, *arguments: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "entrypoints.cli", *arguments],
         cwd=ROOT,
@@ -30,25 +30,28 @@ def cleave(url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
             "CLEAVE_LOG_LEVEL": "ERROR",
             "CLEAVE_PASSWORD_HASH_COST": "low",
         },
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
     )
 
 
+def create_admin(url: str, email: str, password: str) -> subprocess.CompletedProcess[str]:
+    return cleave(
+        url, "users", "create-admin", "--email", email, "--password-stdin", stdin=password
+    )
+
+
 async def test_create_admin_makes_an_account_that_can_log_in_as_admin(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}"
-    created = cleave(
-        url, "users", "create-admin", "--email", "Boss@Example.com", "--password", "long enough pw"
-    )
+    created = create_admin(url, "Boss@Example.com", "long enough pw")
     assert created.returncode == 0, created.stderr
     assert "admin boss@example.com" in created.stdout
-    again = cleave(
-        url, "users", "create-admin", "--email", "boss@example.com", "--password", "long enough pw"
-    )
+    again = create_admin(url, "boss@example.com", "long enough pw")
     assert again.returncode == 0, again.stderr  # idempotent
 
-    weak = cleave(url, "users", "create-admin", "--email", "x@example.com", "--password", "short")
+    weak = create_admin(url, "x@example.com", "short")
     assert weak.returncode == 1
     assert "password" in weak.stderr and "Traceback" not in weak.stderr
 

@@ -8,7 +8,12 @@ all), started again on the same database, and the rest of the orders go in. Then
 * each CONFIRMED order has exactly one captured charge at the provider, every other order
   none (declined, failed and timed-out orders hold no money);
 * no stock stays reserved, and what left the shelves is exactly what confirmed orders bought;
-* no delivery ended in the dead letters.
+* no delivery ended in the dead letters;
+* every outbox record the kill left behind was delivered after the restart (its target
+  module's inbox holds it, once: the inbox key) and no outbox holds anything at the end;
+* no order paid with a good card (``tok_ok``) was cancelled by the saga's timeout: a lost
+  message would leave its saga waiting until the timeout settled it, and every other
+  check above would still pass.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from tests.support.processes import ROOT, Process, start_app, start_sandbox
 from tests.support.services import require_postgres
@@ -65,8 +71,14 @@ def app_environment(database: dict[str, str], provider: str) -> dict[str, str]:
         # The circuit opens under tok_error and tok_slow; voids wait for it (never give up).
         "CLEAVE_PAYMENT_BREAKER_COOLDOWN_SECONDS": "3",
         "CLEAVE_ORDER_TIMEOUT_SECONDS": "20",
+        # PostgreSQL: what the killed server had claimed waits out its claim before the
+        # restarted one takes it (it cannot tell a dead claimant from a slow one). Within the
+        # order timeout, as the defaults are (30 s and 60 s), or sagas would time out.
+        "CLEAVE_DELIVERY_LEASE_SECONDS": "5",
         "CLEAVE_DELIVERY_BACKOFF_SECONDS": "0.05",
         "CLEAVE_AUTH_RATE_LIMIT_PER_MINUTE": "10000",
+        "CLEAVE_MAX_OPEN_ORDERS": "100000",
+        "CLEAVE_ORDERS_PER_MINUTE": "100000",
         "CLEAVE_LOG_LEVEL": "WARNING",
     }
 
@@ -168,6 +180,7 @@ async def scenario(
     assert app.popen.poll() is not None, "the server should have been killed"
     sent = len(accepted) + unknown
     killed_with = len(accepted)
+    left_behind, _ = await messaging_records(database)
 
     restarted, url = start_app(directory, environment)
     try:
@@ -182,6 +195,7 @@ async def scenario(
         dead = dead_letters(environment)
     finally:
         restarted.close()
+    still_pending, handled = await messaging_records(database)
 
     # Every accepted order is there and settled.
     missing = set(accepted) - set(orders)
@@ -209,8 +223,66 @@ async def scenario(
         assert level["on_hand"] == level["available"] == initial - sold[sku], (level, sold[sku])
 
     assert dead == [], dead
+
+    # A good card pays: its order ends CONFIRMED, REJECTED for stock, or CANCELLED because the
+    # provider failed (an open circuit) — never because its saga waited out the timeout.
+    timed_out = [
+        order_id
+        for order_id, order in orders.items()
+        if order_id in accepted
+        and accepted[order_id]["token"] == "tok_ok"
+        and order["status"] == "CANCELLED"
+        and (order.get("reason") or "").startswith("timeout")
+    ]
+    assert not timed_out, f"{len(timed_out)} orders paid with tok_ok timed out: {timed_out[:5]}"
+
+    # What the kill left in the outboxes was delivered after the restart, and nothing waits.
+    assert left_behind, "the kill should have left deliveries in the outboxes"
+    undelivered = [
+        record for record in left_behind if (record.target, record.message_id) not in handled
+    ]
+    assert not undelivered, f"{len(undelivered)} of {len(left_behind)} records were lost"
+    assert still_pending == [], still_pending
+
     statuses = Counter(order["status"] for order in orders.values())
-    print(f"\n{len(orders)} orders ({killed_with} before the kill, {unknown} cut off): {statuses}")
+    print(
+        f"\n{len(orders)} orders ({killed_with} before the kill, {unknown} cut off, "
+        f"{len(left_behind)} deliveries left in the outboxes): {statuses}"
+    )
+
+
+class Pending(NamedTuple):
+    """One outbox record: the module it is for, and the message."""
+
+    target: str
+    message_id: str
+
+
+async def messaging_records(
+    database: dict[str, str],
+) -> tuple[list[Pending], set[tuple[str, str]]]:
+    """Every record in the shop's outboxes, and every (module, message id) its inboxes hold
+    (read straight from the database, as an operator would while the server is down)."""
+    from adapters.sqlalchemy.database import Database
+    from adapters.sqlalchemy.messaging_tables import messaging_tables
+    from entrypoints.bootstrap import SHOP_PACKAGES
+
+    store = Database(database["CLEAVE_DATABASE_URL"], schema=database.get("CLEAVE_DATABASE_SCHEMA"))
+    pending: list[Pending] = []
+    handled: set[tuple[str, str]] = set()
+    try:
+        async with store.engine.connect() as connection:
+            for module in SHOP_PACKAGES:
+                tables = messaging_tables(module)
+                outbox = await connection.execute(
+                    select(tables.outbox.c.target, tables.outbox.c.message_id)
+                )
+                pending.extend(Pending(*row) for row in outbox)
+                inbox = await connection.execute(select(tables.inbox.c.message_id))
+                handled.update((module, message_id) for (message_id,) in inbox)
+    finally:
+        await store.dispose()
+    return pending, handled
 
 
 async def login(client: httpx.AsyncClient, account: dict[str, str]) -> dict[str, str]:

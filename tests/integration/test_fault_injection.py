@@ -10,12 +10,21 @@ shop settles. Whatever happened:
 * the confirmed orders are exactly the orders with one captured charge at the provider, and
   no order was charged twice;
 * no stock is reserved and what left the shelves is what the confirmed orders bought;
-* nothing went to the dead letters (every failure here is transient).
+* nothing went to the dead letters (every failure here is transient);
+* an order paid with a good card is confirmed, rejected for stock, or cancelled because the
+  provider failed (its circuit open): never cancelled by the saga's timeout.
+
+The payment provider is the sandbox, whose ``tok_error`` answers 500 and ``tok_slow`` answers
+after the adapter's timeout: both count as failures towards the adapter's circuit breaker,
+with a threshold low enough that a workload trips it (and one example that surely does). A
+``tok_slow`` order is cancelled and its late capture voided; the money adds up regardless.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import shutil
 import tempfile
 from collections import Counter
@@ -45,7 +54,15 @@ from tests.support.harness import TEST_SETTINGS, LocalTransport, SyncDriver
 
 pytestmark = pytest.mark.slow
 
-SETTINGS = msgspec.structs.replace(TEST_SETTINGS, delivery_attempts=60)
+#: Three failed captures in a row open the payment circuit for half a second; a capture
+#: gives up after two attempts of 0.3 s, before the sandbox's tok_slow answers (1 s).
+SETTINGS = msgspec.structs.replace(
+    TEST_SETTINGS,
+    delivery_attempts=60,
+    payment_timeout_seconds=0.3,
+    payment_breaker_threshold=3,
+    payment_breaker_cooldown_seconds=0.5,
+)
 STOCK = {"TEA": 12, "POT": 6, "CUP": 9}
 CUSTOMERS = [Principal(subject=f"customer-{n}", roles=("customer",)) for n in range(3)]
 TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
@@ -58,9 +75,45 @@ order_step = st.tuples(
         min_size=1,
         max_size=2,
     ),
-    st.sampled_from(["tok_ok"] * 5 + ["tok_declined", "tok_error"]),
+    st.sampled_from(["tok_ok"] * 5 + ["tok_declined", "tok_error", "tok_slow"]),
 )
 step = order_step | st.just(("crash",)) | st.just(("settle",))
+
+#: A workload that opens the circuit, then pays with good and slow cards while it is open or
+#: half-open, and crashes in the middle. The failing captures go out together (a burst of
+#: orders placed at once, all timing out together): one after another, the void that
+#: compensates each failure would succeed in between and reset the count.
+OPENS_THE_CIRCUIT = [
+    ("burst", "tok_slow", 6),
+    ("order", 1, [("POT", 1)], "tok_error"),
+    ("order", 0, [("TEA", 1)], "tok_ok"),
+    ("order", 1, [("CUP", 2)], "tok_slow"),
+    ("crash",),
+    ("order", 2, [("TEA", 2), ("POT", 1)], "tok_ok"),
+]
+
+
+class CircuitWatch(logging.Handler):
+    """Counts the payment circuit's openings (the adapter logs each one)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.openings = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "circuit opened" in record.getMessage():
+            self.openings += 1
+
+
+@contextlib.contextmanager
+def watching_the_circuit() -> Iterator[CircuitWatch]:
+    watch = CircuitWatch()
+    logger = logging.getLogger("cleave.payments.provider")
+    logger.addHandler(watch)
+    try:
+        yield watch
+    finally:
+        logger.removeHandler(watch)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +186,7 @@ async def faulty_shop(
 async def scenario(
     url: str, transport: str, plan: FaultPlan, provider_url: str, steps: list[Any]
 ) -> None:
+    tokens: dict[str, str] = {}
     async with faulty_shop(url, transport, plan, provider_url) as shop:
         assert shop.runtime is not None
         bus = shop.runtime.bus
@@ -146,7 +200,20 @@ async def scenario(
                     lines=[OrderLineRequest(sku=sku, quantity=q) for sku, q in lines],
                     payment_token=token,
                 )
-                await bus.send(command, principal=CUSTOMERS[customer])
+                placed = await bus.send(command, principal=CUSTOMERS[customer])
+                tokens[placed.id] = token
+            elif current[0] == "burst":
+                _, token, count = current
+                burst = PlaceOrder(
+                    lines=[OrderLineRequest(sku="TEA", quantity=1)], payment_token=token
+                )
+                for placed in await asyncio.gather(
+                    *(
+                        bus.send(burst, principal=CUSTOMERS[n % len(CUSTOMERS)])
+                        for n in range(count)
+                    )
+                ):
+                    tokens[placed.id] = token
             elif current[0] == "crash":
                 bus = (await shop.crash()).bus
             else:
@@ -180,6 +247,19 @@ async def scenario(
         assert stock[sku].reserved == 0, stock[sku]
         assert stock[sku].on_hand == initial - sold[sku], (stock[sku], sold[sku])
     assert dead == [], [(letter.ref, letter.reason) for letter in dead]
+    # A capture that came back after its order was cancelled (tok_slow) is voided.
+    for charge in charges:
+        order = orders.get(charge["reference"])
+        if order is not None and order.status != "CONFIRMED":
+            assert charge["status"] in ("voided", "declined"), (charge, order)
+
+    # A good card pays, unless the provider failed: never a timeout (a lost message leaves
+    # its saga waiting until the timeout settles it, with every check above still true).
+    for order in orders.values():
+        if tokens[order.id] == "tok_ok" and order.status != "CONFIRMED":
+            reason = order.reason or ""
+            expected = "payment_failed" if order.status == "CANCELLED" else "insufficient_stock"
+            assert reason.startswith(expected), (order, reason)
 
 
 @settings(
@@ -202,7 +282,25 @@ def test_faults_never_lose_or_duplicate_an_order(
     after: float,
     steps: list[Any],
 ) -> None:
-    plan = FaultPlan(seed=seed, before=before, after=after)
+    run_faulty(driver, transport, sandbox, FaultPlan(seed=seed, before=before, after=after), steps)
+
+
+def test_an_open_payment_circuit_settles_every_order_and_the_money_adds_up(
+    driver: SyncDriver, transport: str, sandbox: SandboxPaymentProvider
+) -> None:
+    with watching_the_circuit() as watch:
+        # No delivery faults: one would hold back a capture of the burst.
+        run_faulty(driver, transport, sandbox, FaultPlan(seed=7), OPENS_THE_CIRCUIT)
+    assert watch.openings >= 1
+
+
+def run_faulty(
+    driver: SyncDriver,
+    transport: str,
+    sandbox: SandboxPaymentProvider,
+    plan: FaultPlan,
+    steps: list[Any],
+) -> None:
     directory = Path(tempfile.mkdtemp(prefix="cleave-faults-"))
     try:
         driver.run(

@@ -29,6 +29,9 @@ TEST_SETTINGS = Settings(
     payment_breaker_threshold=1000,
     payment_breaker_cooldown_seconds=0.5,
     order_timeout_seconds=30.0,
+    # Load tests place hundreds of orders for one customer in seconds.
+    max_open_orders=100_000,
+    orders_per_minute=100_000,
 )
 
 

@@ -58,10 +58,13 @@ EMAILS = [
 #: Strong passwords, some shared between users so that "another user's password" happens.
 STRONG = ["correct horse battery", "Tr0ub4dor&3-staple", "ünïcødé pässwörd ✓", "marmalade-sky-42"]
 
+#: Characters a client can send: UTF-8 has no lone surrogates, which hypothesis draws too.
+CHARACTERS = st.characters(codec="utf-8")
+
 #: The machine's own idea of a weak password, one strategy per rule of the brief.
 WEAK = st.one_of(
-    st.text(max_size=9),  # too short (empty included)
-    st.builds(lambda char, count: char * count, st.characters(), st.integers(10, 20)),
+    st.text(CHARACTERS, max_size=9),  # too short (empty included)
+    st.builds(lambda char, count: char * count, CHARACTERS, st.integers(10, 20)),
     st.sampled_from(["password123", "Password123", "QWERTYUIOP", "1234567890", "qwertyuiop"]),
 )
 
@@ -76,14 +79,17 @@ def spellings(email: str) -> st.SearchStrategy[str]:
 SPELLED_EMAIL = st.sampled_from(EMAILS).flatmap(spellings)
 STRONG_PASSWORD = st.one_of(
     st.sampled_from(STRONG),
-    # A word of 10+ letters makes it long enough; the tail brings any other character.
+    # Three uncommon words make it hard to guess (zxcvbn scores 4); the tail brings any
+    # other character.
     st.builds(
-        lambda word, tail: f"{word}-{tail}",
-        st.sampled_from(["tangerines", "lighthouse", "quasarbeam"]),
-        st.text(max_size=8),
+        lambda words, tail: "-".join(words) + tail,
+        st.permutations(["tangerines", "lighthouse", "quasarbeam"]),
+        st.text(CHARACTERS, max_size=8),
     ),
 )
-NAMES = st.text(min_size=1, max_size=30)
+#: A name equal to the whole password makes it guessable (zxcvbn weighs the user's name):
+#: the machine's names are never one of its passwords.
+NAMES = st.text(CHARACTERS, min_size=1, max_size=30).filter(lambda name: name not in STRONG)
 
 
 class IdentityMachine(ShopMachine):

@@ -24,11 +24,13 @@ from kernel import (
 from kernel.runtime import Runtime
 from modules.identity.contracts import (
     EMAIL_TAKEN,
+    INVALID_EMAIL,
     NOT_ALLOWED,
     USER_NOT_FOUND,
     WEAK_PASSWORD,
     EnsureAdmin,
     GetUser,
+    GetUserRoles,
     LogIn,
     RegisterUser,
     User,
@@ -103,16 +105,21 @@ async def test_registration_publishes_the_normalised_account(shop: Runtime, seen
     ]
 
 
-#: One password per strength rule: length, one repeated character, well known (in any case),
-#: the email's local part, the email itself.
+#: One password per strength rule: length, the email's local part, the email itself, and
+#: long enough but easy to guess (a repeated character or word, well known in any case, a
+#: sequence, a keyboard row, a name).
 WEAK_PASSWORDS = [
     "",
     "short",
-    "aaaaaaaaaaaaaaa",
-    "Password123",
-    "qwertyuiop",
     "ada.lovelace",
     "Ada.Lovelace@Example.com",
+    "aaaaaaaaaaaaaaa",
+    "aaaaaaaaab",
+    "passwordpassword",
+    "Password123",
+    "qwertyuiop",
+    "abcdefghijkl",
+    "lovelace1815",
 ]
 
 
@@ -124,6 +131,41 @@ async def test_a_weak_password_is_refused_without_being_repeated(shop: Runtime) 
         if len(password) > 5:
             assert password.lower() not in refused.value.detail.lower()
         assert not await log_in(shop, "ada.lovelace@example.com", password)
+
+
+async def test_a_password_easy_to_guess_is_refused_saying_why(shop: Runtime) -> None:
+    for password in ("aaaaaaaaab", "passwordpassword"):
+        with pytest.raises(Rejected) as refused:
+            await register(shop, "ada@example.com", password)
+        assert (refused.value.code, refused.value.field) == (WEAK_PASSWORD, "password")
+        assert refused.value.detail.startswith("the password is too easy to guess: ")
+        assert "repeats" in refused.value.detail.lower()  # zxcvbn's reason
+    # The user's own name counts as easy to guess too.
+    with pytest.raises(Rejected):
+        await register(shop, "ada@example.com", "Augusta Ada King", name="Augusta Ada King")
+    assert await register(shop, "ada@example.com", "Augusta Ada King", name="Ada")
+
+
+async def test_an_email_too_long_once_in_lower_case_is_refused_before_the_database(
+    shop: Runtime,
+) -> None:
+    # "İ" is one character, its lower case two: 200 of them pass the contract's 254
+    # characters as typed and are 400 once normalised, longer than the column.
+    email = "İ" * 200 + "@example.com"
+    for command in (
+        RegisterUser(email=email, password=PASSWORD, name="Ada"),
+        LogIn(email=email, password=PASSWORD),
+    ):
+        with pytest.raises(Rejected) as refused:
+            await shop.bus.send(command)
+        assert (refused.value.code, refused.value.field) == (INVALID_EMAIL, "email")
+        assert "254" in refused.value.detail
+    with pytest.raises(Rejected):
+        await shop.bus.send(EnsureAdmin(email=email, password=PASSWORD), principal=SYSTEM)
+    # At the limit, once normalised, the email is taken as any other.
+    at_limit = "İ" * 121 + "@example.com"  # 242 + 12 = 254 characters in lower case
+    assert len(at_limit.lower()) == 254
+    assert (await register(shop, at_limit)).email == at_limit.lower()
 
 
 async def test_only_a_hash_of_the_password_is_stored(shop: Runtime, sqlite_url: str) -> None:
@@ -247,6 +289,25 @@ async def test_reading_someone_else_looks_like_reading_no_one(shop: Runtime) -> 
         existing, missing = await refusal(ada.id, principal), await refusal("0" * 32, principal)
         assert existing.code == missing.code == USER_NOT_FOUND
         assert existing.detail.replace(ada.id, "ID") == missing.detail.replace("0" * 32, "ID")
+
+
+async def test_the_roles_a_user_holds_now_are_answered_to_who_may_read_them(
+    shop: Runtime,
+) -> None:
+    ada = await register(shop, "ada@example.com")
+    grace = await register(shop, "grace@example.com")
+    query = GetUserRoles(user_id=ada.id)
+    assert (await shop.bus.ask(query, principal=SYSTEM)).roles == ["customer"]
+    as_ada = Principal(subject=ada.id, roles=("customer",))
+    assert (await shop.bus.ask(query, principal=as_ada)).roles == ["customer"]
+    # Made an admin: the answer follows.
+    await shop.bus.send(EnsureAdmin(email="ada@example.com", password=PASSWORD), principal=SYSTEM)
+    assert (await shop.bus.ask(query, principal=SYSTEM)).roles == ["admin", "customer"]
+    as_grace = Principal(subject=grace.id, roles=("customer",))
+    for user_id, principal in ((ada.id, as_grace), ("0" * 32, SYSTEM)):
+        with pytest.raises(NotFound) as refused:
+            await shop.bus.ask(GetUserRoles(user_id=user_id), principal=principal)
+        assert (refused.value.code, refused.value.field) == (USER_NOT_FOUND, "user_id")
 
 
 # -- logging in -------------------------------------------------------------------------------

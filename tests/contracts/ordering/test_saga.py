@@ -56,26 +56,49 @@ def test_a_failed_reservation_rejects_the_order() -> None:
 def test_a_declined_payment_releases_the_stock_then_cancels() -> None:
     saga = new_saga()
     saga.stock_reserved()
-    assert saga.payment_declined("card declined") == [A.RELEASE_STOCK]
+    assert saga.payment_declined() == [A.RELEASE_STOCK]
     assert saga.step is Step.RELEASING  # still PENDING to the customer
     assert saga.stock_released() == [A.CANCEL_ORDER]
-    assert (saga.step, saga.reason) == (Step.CANCELLED, "payment_declined: card declined")
+    assert (saga.step, saga.reason) == (Step.CANCELLED, "payment_declined")
 
 
 def test_a_failed_payment_also_voids_and_ends_only_when_both_are_settled() -> None:
     saga = new_saga()
     saga.stock_reserved()
-    assert saga.payment_failed("timeout") == [A.RELEASE_STOCK, A.VOID_PAYMENT]
+    assert saga.payment_failed() == [A.RELEASE_STOCK, A.VOID_PAYMENT]
     assert saga.stock_released() == []
     assert saga.step is Step.RELEASING
     assert saga.payment_voided() == [A.CANCEL_ORDER]
-    assert (saga.step, saga.reason) == (Step.CANCELLED, "payment_failed: timeout")
+    assert (saga.step, saga.reason) == (Step.CANCELLED, "payment_failed")
+
+
+def test_the_saga_keeps_the_payment_token_only_while_it_may_capture() -> None:
+    # Issue 11, item 8: the token stayed in the saga's row after the order ended.
+    saga = new_saga()
+    saga.stock_reserved()
+    assert saga.payment_token == "tok_ok"  # CapturePayment is on its way with it
+    saga.payment_captured()
+    assert saga.payment_token is None
+    saga.stock_sold()
+    assert (saga.step, saga.payment_token) == (Step.CONFIRMED, None)
+    rejected = new_saga()
+    rejected.stock_reservation_failed("insufficient_stock: TEA")
+    assert (rejected.step, rejected.payment_token) == (Step.REJECTED, None)
+
+
+def test_a_reason_never_holds_what_the_provider_said() -> None:
+    # Issue 11, item 14: the provider's words (its URL, an exception) reached customers.
+    for answer in (Saga.payment_declined, Saga.payment_failed):
+        saga = new_saga()
+        saga.stock_reserved()
+        answer(saga)
+        assert saga.reason in ("payment_declined", "payment_failed")
 
 
 def test_the_void_may_settle_before_the_release() -> None:
     saga = new_saga()
     saga.stock_reserved()
-    saga.payment_failed("")
+    saga.payment_failed()
     assert saga.payment_voided() == []
     assert saga.stock_released() == [A.CANCEL_ORDER]
     assert saga.reason == "payment_failed"
@@ -127,7 +150,7 @@ def test_a_saga_still_selling_past_its_deadline_asks_again() -> None:
 def test_a_saga_still_compensating_past_its_deadline_asks_again_for_what_is_missing() -> None:
     saga = new_saga(deadline=10.0)
     saga.stock_reserved()
-    saga.payment_failed("timeout")
+    saga.payment_failed()
     assert saga.expire(10.0, 70.0) == [A.RELEASE_STOCK, A.VOID_PAYMENT]
     assert saga.step is Step.RELEASING
     saga.payment_voided()
@@ -139,7 +162,7 @@ def test_a_saga_still_compensating_past_its_deadline_asks_again_for_what_is_miss
 def test_late_captures_of_a_cancelled_order_are_voided() -> None:
     saga = new_saga()
     saga.stock_reserved()
-    saga.payment_declined("card declined")
+    saga.payment_declined()
     saga.stock_released()
     assert saga.payment_captured() == [A.VOID_PAYMENT]
     assert saga.stock_reserved() == [A.RELEASE_STOCK]
@@ -152,8 +175,8 @@ def test_repeated_answers_change_nothing() -> None:
     assert saga.stock_reserved() == []
     saga.payment_captured()
     assert saga.payment_captured() == []
-    assert saga.payment_declined("x") == []
-    assert saga.payment_failed("x") == []
+    assert saga.payment_declined() == []
+    assert saga.payment_failed() == []
     assert saga.stock_released() == []
     saga.stock_sold()
     before = (saga.step, saga.reason, saga.stock_returned, saga.void_pending)
@@ -280,8 +303,8 @@ class World:
                 "StockReleased": saga.stock_released,
                 "StockSold": saga.stock_sold,
                 "PaymentCaptured": saga.payment_captured,
-                "PaymentDeclined": lambda: saga.payment_declined("card declined"),
-                "PaymentFailed": lambda: saga.payment_failed("timeout"),
+                "PaymentDeclined": saga.payment_declined,
+                "PaymentFailed": saga.payment_failed,
                 "PaymentVoided": saga.payment_voided,
             }[message]
             self.act(transition())
@@ -313,6 +336,8 @@ def test_every_interleaving_settles_consistently(
 
     saga = world.saga
     assert saga.step.terminal, saga
+    # A settled order keeps no card token (issue 11, item 8).
+    assert saga.payment_token is None, saga
     assert world.sells_refused == 0
     assert len(world.settled) == 1, world.settled
     if saga.step is Step.CONFIRMED:

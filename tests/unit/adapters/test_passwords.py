@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from adapters.auth.passwords import Argon2PasswordHasher
+from adapters.auth.passwords import Argon2PasswordHasher, PasswordHashingBusy, usable_cores
+from kernel.errors import Unavailable
 
 pytestmark = pytest.mark.anyio
 
@@ -69,3 +72,32 @@ async def test_the_costs_are_encoded_in_the_hash() -> None:
 def test_an_unknown_cost_is_refused() -> None:
     with pytest.raises(ValueError, match="cost"):
         Argon2PasswordHasher("medium")  # type: ignore[arg-type]
+
+
+async def test_hashes_beyond_the_queue_are_refused_as_unavailable() -> None:
+    # One hash at a time, one waiting: a third caller is told to come back, not queued.
+    hasher = Argon2PasswordHasher("low", concurrency=1, queue=1, queue_wait=30)
+    results = await asyncio.gather(
+        *(hasher.hash(PASSWORD) for _ in range(3)), return_exceptions=True
+    )
+    assert [type(result) for result in results[:2]] == [str, str]
+    assert isinstance(results[2], PasswordHashingBusy)
+    # Busy is Unavailable: 503 with Retry-After at the edge, over every transport.
+    assert isinstance(results[2], Unavailable)
+    # The slots are free again afterwards.
+    assert await hasher.verify(str(results[0]), PASSWORD)
+
+
+async def test_a_hash_that_waits_too_long_for_its_turn_is_refused() -> None:
+    hasher = Argon2PasswordHasher(concurrency=1, queue=5, queue_wait=0.001)
+    first, second = await asyncio.gather(
+        hasher.hash(PASSWORD), hasher.hash(PASSWORD), return_exceptions=True
+    )
+    assert isinstance(first, str)
+    assert isinstance(second, PasswordHashingBusy)
+
+
+def test_by_default_only_what_the_cores_carry_runs_at_once() -> None:
+    # A default-cost hash keeps four threads busy; the cheap one, one.
+    assert Argon2PasswordHasher().concurrency == max(1, usable_cores() // 4)
+    assert Argon2PasswordHasher("low").concurrency == usable_cores()

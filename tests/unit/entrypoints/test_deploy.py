@@ -179,6 +179,33 @@ def test_compose_says_what_the_topology_says(topology: Topology) -> None:
 
 
 @pytest.mark.parametrize("topology", every_topology(), ids=ids(every_topology()))
+def test_every_service_migrates_its_databases_before_it_starts(topology: Topology) -> None:
+    # Rendered services run with CLEAVE_ENV=production, which refuses a database behind.
+    upgrade = ["db", "upgrade"]
+    compose = compose_of(topology)["services"]
+    pods = {
+        m["metadata"]["name"]: m["spec"]["template"]["spec"]
+        for m in kubernetes_of(topology)
+        if m["kind"] == "Deployment"
+    }
+    for service in topology.services:
+        wanted = [*upgrade, service.name, "--topology", "/app/topologies/x.toml"]
+        if not service.modules:
+            assert "initContainers" not in pods[service.name]
+            continue
+        (init,) = pods[service.name]["initContainers"]
+        assert init["args"] == wanted
+        assert init["env"] == pods[service.name]["containers"][0]["env"]
+        migrator = compose[f"{service.name}-migrate"]
+        assert migrator["command"] == wanted
+        assert migrator["environment"] == compose[service.name]["environment"]
+        assert migrator.get("volumes") == compose[service.name].get("volumes")
+        assert compose[service.name]["depends_on"][f"{service.name}-migrate"] == {
+            "condition": "service_completed_successfully"
+        }
+
+
+@pytest.mark.parametrize("topology", every_topology(), ids=ids(every_topology()))
 def test_every_address_points_at_a_service_that_hosts_the_module(topology: Topology) -> None:
     compose = compose_of(topology)["services"]
     for entry in compose.values():
