@@ -99,6 +99,9 @@ class Faults:
     seen: dict[str, int] = field(default_factory=dict)
     #: Deliveries whose handler returned (its unit of work committed).
     finished: list[str] = field(default_factory=list)
+    #: Requests whose frame holds ``slow_marker`` take ``slow_seconds`` before their handler.
+    slow_marker: bytes = b""
+    slow_seconds: float = 0.0
 
 
 class FaultyReceiver(Receiver):
@@ -121,6 +124,11 @@ class FaultyReceiver(Receiver):
         reply = await super().deliver(module, frame)
         self.faults.finished.append(key)
         return reply
+
+    async def request(self, frame: bytes) -> bytes:
+        if self.faults.slow_marker and self.faults.slow_marker in frame:
+            await asyncio.sleep(self.faults.slow_seconds)  # a client waiting, as it were
+        return await super().request(frame)
 
 
 class FaultyHosted(HostedProcess):
@@ -407,6 +415,33 @@ async def test_a_stopping_worker_finishes_what_it_started_and_leaves_the_rest_qu
         with running_worker(queues, tmp_path / "stock.db"):
             assert await runtime.settle(30)
             assert await _stock_is(bus, "TEA", on_hand=100, reserved=20)
+
+
+async def test_requests_that_take_long_leave_the_worker_threads_to_the_others(
+    namespace: str, tmp_path: Path
+) -> None:
+    # Clients waiting for their orders (GetOrder with a wait) are slow requests: more of them
+    # than the worker has threads must not stop the quick ones, nor the deliveries.
+    queues = config(namespace)
+    slow = Faults(slow_marker=b"SLOW", slow_seconds=6.0)
+    with running_worker(queues, tmp_path / "stock.db", slow, threads=2):
+        async with caller(queues) as runtime:
+            bus = runtime.bus
+            await bus.send(AddProduct(sku="TEA", name="Tea", price_cents=300), principal=SYSTEM)
+            await eventually(lambda: _on_hand(bus, "TEA", 0))
+            deadline = time.time() + 30
+            waits = [
+                asyncio.ensure_future(bus.ask(GetProduct(sku=f"SLOW-{n}"), deadline=deadline))
+                for n in range(6)
+            ]
+            await asyncio.sleep(0.8)  # every slow one has been taken by now
+            assert await bus.ask(GetProduct(sku="TEA")) is not None
+            await bus.send(Restock(sku="TEA", quantity=5), principal=SYSTEM)
+            await bus.defer(ReserveStock(order_id="o-1", lines=[StockLine(sku="TEA", quantity=2)]))
+            await eventually(lambda: _stock_is(bus, "TEA", on_hand=5, reserved=2), within=10)
+            assert not any(wait.done() for wait in waits), "the slow requests ended first"
+            for outcome in await asyncio.gather(*waits, return_exceptions=True):
+                assert isinstance(outcome, NotFound), outcome
 
 
 # -- helpers -----------------------------------------------------------------------------------

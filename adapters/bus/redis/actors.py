@@ -10,10 +10,18 @@ The actors are plain functions on dramatiq's worker threads: they read their mes
 options (``reply_to``) through the CurrentMessage middleware, which an ``async def`` actor
 could not (it runs on the event loop thread, in another context), and then run the async part
 on the AsyncIO middleware's loop, as dramatiq does for async actors.
+
+A request that takes longer than ``REQUEST_HOLD_SECONDS`` (a client waiting for its order to
+settle, ``GetOrder(wait_seconds=...)``) lets go of its worker thread and finishes on the loop,
+bounded by its deadline: otherwise a few waiting clients would hold every thread, and the
+deliveries that settle their orders would wait behind them. Its message is acked then; a
+request is never run twice anyway.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol
@@ -21,7 +29,7 @@ from typing import Any, Protocol
 import msgspec
 from dramatiq import Actor, Broker, Retry
 from dramatiq.asyncio import get_event_loop_thread
-from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware import CurrentMessage, Interrupt
 
 from adapters.bus.redis.config import DELIVER_ACTOR, REQUEST_ACTOR
 from adapters.bus.redis.replies import Outcome, ReplyPusher
@@ -34,6 +42,10 @@ log = logging.getLogger("cleave.queues.worker")
 #: the lowest priority number first): a caller is waiting for them.
 REQUEST_PRIORITY = 0
 DELIVERY_PRIORITY = 10
+#: How long a request keeps its worker thread before it finishes on the loop alone.
+REQUEST_HOLD_SECONDS = 0.5
+#: How long a stopping worker lets requests still running on the loop finish.
+DETACHED_GRACE_SECONDS = 5.0
 
 
 class Final(Exception):
@@ -88,12 +100,19 @@ class WorkerHost:
         self.modules = frozenset(modules)
         self.pusher = pusher
         self.receiver: Receiver | None = None
+        #: Requests that let go of their worker thread and still run on the loop.
+        self.detached: set[concurrent.futures.Future[None]] = set()
 
     async def start(self) -> None:
         self.receiver = await self.hosted.start()
 
     async def stop(self) -> None:
         try:
+            pending = [asyncio.wrap_future(future) for future in self.detached]
+            if pending:
+                _, late = await asyncio.wait(pending, timeout=DETACHED_GRACE_SECONDS)
+                for future in late:
+                    future.cancel()
             await self.hosted.stop()
         finally:
             self.receiver = None
@@ -193,8 +212,13 @@ def declare_actors(
             loop = get_event_loop_thread()
             assert loop is not None, "the AsyncIO middleware is required"
             reply_to = message.options.get("reply_to")
+            if not ok:
+                limit = message.options.get("time_limit")
+                coroutine = call(args, message.message_id, reply_to)
+                _hold_or_detach(host, loop.loop, _bounded(coroutine, limit))
+                return
             loop.run_coroutine(call(args, message.message_id, reply_to))
-            if ok and reply_to:
+            if reply_to:
                 # Handled: said from this thread, not the loop's. Measured: on the loop, the
                 # round trip stalled every other message of the process; here the worker
                 # threads overlap theirs (bench/redis_transport.py). A request's reply is
@@ -235,3 +259,44 @@ def declare_actors(
     )
     for queue in others:
         broker.declare_queue(queue)
+
+
+async def _bounded(coroutine: Awaitable[None], limit_ms: int | None) -> None:
+    # Detached, a request is out of TimeLimit's reach: its deadline bounds it here.
+    if not limit_ms:
+        await coroutine
+        return
+    try:
+        async with asyncio.timeout(limit_ms / 1000):
+            await coroutine
+    except TimeoutError:
+        log.warning("a request ran past its deadline and was stopped")
+
+
+def _hold_or_detach(
+    host: WorkerHost, loop: asyncio.AbstractEventLoop, coroutine: Awaitable[None]
+) -> None:
+    """Run a request on the loop; wait for it on this worker thread for at most
+    ``REQUEST_HOLD_SECONDS``, then let it finish there alone."""
+    future = asyncio.run_coroutine_threadsafe(coroutine, loop)  # type: ignore[arg-type]
+    try:
+        future.result(timeout=REQUEST_HOLD_SECONDS)
+    except concurrent.futures.TimeoutError:
+        if future.done():
+            future.result(timeout=0)  # its own outcome (a Final, say), for dramatiq
+            return
+        host.detached.add(future)
+        future.add_done_callback(_forget(host))
+    except Interrupt:
+        # TimeLimit or a shutdown interrupted this thread: stop the request too.
+        loop.call_soon_threadsafe(future.cancel)
+        raise
+
+
+def _forget(host: WorkerHost) -> Callable[[concurrent.futures.Future[None]], None]:
+    def forget(future: concurrent.futures.Future[None]) -> None:
+        host.detached.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            log.error("a request failed after it let go of its thread: %s", future.exception())
+
+    return forget
