@@ -23,6 +23,17 @@ fmt:
 demo:
     .venv/bin/cleave demo
 
+# write docs/modules.md (the module map, the recorded order flow) and the README's map;
+# a test fails while either is stale
+docs:
+    .venv/bin/cleave graph --format markdown --out docs/modules.md
+    .venv/bin/cleave graph --into README.md
+
+# write contracts/: every message's JSON Schema (what CI checks against) and the AsyncAPI document
+contracts:
+    .venv/bin/cleave contracts export --format jsonschema --out contracts/contracts.json
+    .venv/bin/cleave contracts export --format asyncapi --out contracts/asyncapi.json
+
 # full benchmarks; writes bench/RESULTS.md
 bench *args:
     .venv/bin/pip install --quiet -e '.[dev,bench]'

@@ -1,10 +1,12 @@
 """Driving a running shop through its REST API: seed it, then place orders and time them.
 
 An order's latency runs from the moment it was due to be placed (open loop) or was placed
-(closed loop) until a ``GET`` first shows it CONFIRMED, REJECTED or CANCELLED. The client polls
-after ``poll`` seconds, then backs off to a tenth of the time already waited (at most 100 ms
-apart): a latency reads at most about 10% high (or 100 ms), and the polls, which the server
-serves too, stay few. Every topology gets the same client.
+(closed loop) until a ``GET`` first shows it CONFIRMED, REJECTED or CANCELLED. A waiting client
+(``wait``, the default) asks ``GET /orders/{id}?wait=SECONDS``, which answers when the order
+settles. A polling client (``wait=None``) asks after ``poll`` seconds, then backs off to a tenth
+of the time already waited (at most 100 ms apart): a latency reads at most about 10% high (or
+100 ms), and the polls, which the server serves too, stay few. Every topology gets the same
+client.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ POLL_CEILING = 0.1
 ORDER_TIMEOUT = 90.0
 #: If none of this many first orders settles, the shop does not work: stop.
 FAILFAST = 10
+#: What a waiting client asks for: the API's longest wait.
+WAIT_SECONDS = 30
 
 
 class ShopNotReady(Exception):
@@ -143,11 +147,17 @@ def next_poll(elapsed: float, floor: float) -> float:
 
 
 async def place_and_wait(
-    shop: Shop, headers: dict[str, str], poll: float, started: float | None = None
+    shop: Shop,
+    headers: dict[str, str],
+    poll: float,
+    started: float | None = None,
+    wait: int | None = WAIT_SECONDS,
 ) -> Outcome:
-    """Place one order and poll it until it is terminal (or give up on it)."""
+    """Place one order and wait for it (``wait``) or poll it (``wait=None``) until it is
+    terminal, or give up on it."""
     started = time.perf_counter() if started is None else started
     polls = 0
+    params = {"wait": wait} if wait else None
     try:
         response = await shop.client.post("/api/v1/orders", headers=headers, json=shop.order())
         if response.status_code != 202:
@@ -158,9 +168,12 @@ async def place_and_wait(
             elapsed = time.perf_counter() - started
             if elapsed > ORDER_TIMEOUT:
                 return Outcome(elapsed, "STUCK", polls)
-            await asyncio.sleep(next_poll(elapsed, poll))
+            if params is None:
+                await asyncio.sleep(next_poll(elapsed, poll))
             polls += 1
-            response = await shop.client.get(f"/api/v1/orders/{body['id']}", headers=headers)
+            response = await shop.client.get(
+                f"/api/v1/orders/{body['id']}", headers=headers, params=params
+            )
             if response.status_code != 200:
                 return Outcome(time.perf_counter() - started, f"HTTP {response.status_code}", polls)
             status = response.json()["status"]
@@ -267,6 +280,7 @@ async def closed_loop(
     time_limit: float,
     poll: float,
     progress: Callable[[int], None] | None = None,
+    wait: int | None = WAIT_SECONDS,
 ) -> LoadResult:
     """``concurrency`` customers each place an order, wait for it, and place the next, until
     ``orders`` have settled or ``time_limit`` has passed."""
@@ -278,7 +292,7 @@ async def closed_loop(
         nonlocal placed
         while placed < orders and time.perf_counter() < deadline:
             placed += 1
-            outcome = await place_and_wait(shop, headers, poll)
+            outcome = await place_and_wait(shop, headers, poll, wait=wait)
             outcomes.append(outcome)
             _check_working(outcomes)
             if progress is not None and outcome.settled:
@@ -294,7 +308,13 @@ async def closed_loop(
 
 
 async def open_loop(
-    shop: Shop, deployment: Deployment, *, rate: float, duration: float, poll: float
+    shop: Shop,
+    deployment: Deployment,
+    *,
+    rate: float,
+    duration: float,
+    poll: float,
+    wait: int | None = WAIT_SECONDS,
 ) -> LoadResult:
     """Offer ``rate`` orders per second for ``duration`` seconds whatever the answers, then
     wait for the stragglers. CPU is averaged over the offering window, where the load is
@@ -305,7 +325,7 @@ async def open_loop(
 
     async def one(number: int, due: float) -> None:
         headers = shop.customers[number % len(shop.customers)]
-        outcomes.append(await place_and_wait(shop, headers, poll, started=due))
+        outcomes.append(await place_and_wait(shop, headers, poll, started=due, wait=wait))
         _check_working(outcomes)
 
     meter = _Meter(deployment)

@@ -9,6 +9,9 @@ up, then
   deployment uses in all (every process, in cores) and p50/p99 latency, side by side, as the
   Service Weaver paper compares its monolith and its microservices.
 
+Clients wait for their orders (``GET /orders/{id}?wait=30``); on the monolith both loops run
+again with clients that poll instead, and the two are reported side by side.
+
 The monolith/split ratio is the price of splitting. The topologies are the files of
 ``topologies/`` (monolith, split-http, mixed), started as ``cleave up`` starts them; a
 topology whose transport does not exist yet is listed and skipped. After the deployments,
@@ -29,6 +32,8 @@ from bench.load import LoadResult, ShopNotReady, closed_loop, open_loop, seeded
 from bench.report import Section, fmt
 
 TOPOLOGIES: tuple[TopologyName, ...] = ("monolith", "split-http", "mixed", "split-redis")
+#: Where clients that poll are measured next to clients that wait.
+POLLING_TOPOLOGIES: tuple[TopologyName, ...] = ("monolith",)
 #: The topologies compared with the monolith (the price of each).
 SPLITS: tuple[TopologyName, ...] = TOPOLOGIES[1:]
 DATABASES: tuple[DatabaseKind, ...] = ("sqlite", "postgresql")
@@ -111,6 +116,9 @@ class Run:
     database: DatabaseKind
     closed: LoadResult | None = None
     open: LoadResult | None = None
+    #: The same loops with clients that poll instead of waiting (``POLLING_TOPOLOGIES``).
+    polled_closed: LoadResult | None = None
+    polled_open: LoadResult | None = None
     #: Resident memory of each service, idle after seeding and after the load.
     rss_idle: dict[str, int] | None = None
     rss_after: dict[str, int] | None = None
@@ -163,6 +171,24 @@ async def run_one(
                     duration=plan.duration,
                     poll=plan.poll,
                 )
+                if topology in POLLING_TOPOLOGIES:
+                    run.polled_closed = await closed_loop(
+                        shop,
+                        deployment,
+                        orders=plan.orders,
+                        concurrency=plan.concurrency,
+                        time_limit=plan.time_limit,
+                        poll=plan.poll,
+                        wait=None,
+                    )
+                    run.polled_open = await open_loop(
+                        shop,
+                        deployment,
+                        rate=load.choose(run.closed),
+                        duration=plan.duration,
+                        poll=plan.poll,
+                        wait=None,
+                    )
                 run.rss_after = deployment.rss_by_service()
     except (NotAvailable, ShopNotReady) as error:
         run.missing = str(error)
@@ -188,8 +214,64 @@ async def measure(*, quick: bool, deadline: float | None = None) -> tuple[list[S
     return [
         _throughput(runs, plan),
         _fixed_load(runs, plan, load),
+        _waiting_vs_polling(runs, plan),
         _against_floor(runs, order_floor),
     ], runs
+
+
+def _waiting_vs_polling(runs: list[Run], plan: SagaPlan) -> Section:
+    section = Section(
+        title="5. Clients that wait (GET /orders/{id}?wait=30) next to clients that poll",
+        headers=[
+            "topology",
+            "database",
+            "loop",
+            "client",
+            "orders / s",
+            "p50 ms",
+            "p99 ms",
+            "GETs / order",
+            "CPU ms / order",
+        ],
+    )
+    for run in runs:
+        if run.polled_closed is None and run.polled_open is None:
+            continue
+        loops = [
+            ("closed", "waits", run.closed),
+            ("closed", "polls", run.polled_closed),
+            ("fixed load", "waits", run.open),
+            ("fixed load", "polls", run.polled_open),
+        ]
+        key = f"saga_{run.topology.replace('-', '_')}_{run.database}"
+        for loop, client, result in loops:
+            if result is None:
+                continue
+            section.rows.append(
+                [
+                    run.topology,
+                    run.database,
+                    loop,
+                    client,
+                    fmt(
+                        result.per_second if loop == "closed" else result.completed / plan.duration,
+                        1,
+                    ),
+                    fmt(result.latency_ms(0.50), 1),
+                    fmt(result.latency_ms(0.99), 1),
+                    f"{result.polls_per_order:.1f}",
+                    _ms(result.cpu_ms_per_order),
+                ]
+            )
+            label = f"{key}_{loop.replace(' ', '_')}_{client}"
+            section.metrics[f"{label}_gets_per_order"] = round(result.polls_per_order, 2)
+            section.metrics[f"{label}_cpu_ms_per_order"] = _round(result.cpu_ms_per_order)
+    section.notes.append(
+        "the same deployment, customers and orders; a polling client asks after "
+        f"{plan.poll * 1000:.0f} ms, then every tenth of the time waited (at most 100 ms "
+        "apart). GETs / order counts the GET /orders/{id} requests after the POST."
+    )
+    return section
 
 
 def _missing(run: Run) -> str:
@@ -241,10 +323,10 @@ def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
     section.notes.append(
         f"{plan.concurrency} customers in a closed loop, {plan.orders:,} orders (at most "
         f"{plan.time_limit:.0f} s) after {plan.warmup} warm-up orders; each order has 1 to 3 "
-        "lines and pays with tok_ok; the client polls GET /orders/{id} until the order is "
-        f"terminal (first after {plan.poll * 1000:.0f} ms, then every tenth of the time waited, "
-        "at most 100 ms apart). CPU ms / order is the CPU of every process of the deployment "
-        "over the loop divided by the orders settled."
+        "lines and pays with tok_ok; the client waits with GET /orders/{id}?wait=30 until the "
+        "order is terminal (clients that poll instead: the waiting/polling table). CPU ms / "
+        "order is the CPU of every process of the deployment over the loop divided by the "
+        "orders settled."
     )
     section.metrics = _metrics(runs)
     by_key = {(run.topology, run.database): run for run in runs}
@@ -279,7 +361,7 @@ def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
     polled = [run for run in runs if run.closed is not None]
     if polled:
         section.notes.append(
-            "GET /orders/{id} polls per order in the closed loop (each is a request the "
+            "GET /orders/{id}?wait= requests per order in the closed loop (each is a request the "
             "deployment serves, through the gateway and, split, one more hop to ordering): "
             + ", ".join(
                 f"{run.topology} on {run.database} {run.closed.polls_per_order:.1f}"

@@ -20,6 +20,7 @@ from litestar.response import Response
 from adapters.auth.accounts import CurrentRoles
 from adapters.http.auth import jwt_auth, provide_principal, role_guard
 from adapters.http.metrics import metrics_route
+from adapters.http.openapi import StrictStructSchemaPlugin, describe_edge
 from adapters.http.problems import EXCEPTION_HANDLERS, refuse_nul_characters
 from adapters.http.slow_clients import body_deadline
 from adapters.http.throttle import Throttle, storage_uri
@@ -155,7 +156,7 @@ def process_app(plan: ProcessPlan, settings: Settings, *, shared_counts: bool = 
         storage=storage_uri(storage, settings.redis_url),
         key_prefix=settings.queue_namespace,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=routes,
         lifespan=[lifespan],
         dependencies={
@@ -177,11 +178,15 @@ def process_app(plan: ProcessPlan, settings: Settings, *, shared_counts: bool = 
         )
         if plan.public
         else None,
+        plugins=[StrictStructSchemaPlugin()],
         request_max_body_size=settings.max_body_bytes,
         state=State({"settings": settings, "plan": plan}),
         # Logging is the process's business (the CLI configures it), not the framework's.
         logging_config=None,
     )
+    if plan.public:
+        describe_edge(app, auth)
+    return app
 
 
 def shop_routes(names: list[str] | None = None) -> list[Any]:

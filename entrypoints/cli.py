@@ -128,9 +128,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(action=_demo)
 
+    graph = commands.add_parser(
+        "graph", help="draw the module map, or the messages a command sets off"
+    )
+    graph.add_argument(
+        "--format",
+        choices=["mermaid", "dot", "markdown"],
+        default="mermaid",
+        help="markdown: the whole docs/modules.md page (the map and the recorded flows)",
+    )
+    graph.add_argument(
+        "--flow",
+        metavar="COMMAND",
+        help="the messages COMMAND (e.g. PlaceOrder) sets off, recorded from a run of the "
+        "shop in this process, as a mermaid sequence diagram",
+    )
+    graph.add_argument("--out", help="write to this file instead of printing")
+    graph.add_argument(
+        "--into",
+        metavar="FILE",
+        help="put the map into FILE, between its <!-- cleave graph --> markers (README.md)",
+    )
+    graph.set_defaults(action=_graph)
+
     from entrypoints.db import add_db_commands
 
     add_db_commands(commands)
+
+    from entrypoints.contracts_gate import add_contracts_commands
+
+    add_contracts_commands(commands)
 
     users = commands.add_parser("users", help="manage accounts").add_subparsers(title="users")
     admin = users.add_parser(
@@ -296,6 +323,26 @@ def _worker(arguments: argparse.Namespace, settings: Settings) -> int:
         port=arguments.port,
         host=arguments.host,
     )
+
+
+def _graph(arguments: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from entrypoints.graph import render, shop_map, with_map
+
+    if arguments.into:
+        path = Path(arguments.into)
+        path.write_text(with_map(path.read_text(encoding="utf-8"), shop_map()), encoding="utf-8")
+        print(f"wrote the map into {path}")
+        return 0
+    text = render(arguments.format, arguments.flow)
+    if arguments.out:
+        # Written whole once drawn: a failed run leaves the old file, not an empty one.
+        Path(arguments.out).write_text(text, encoding="utf-8")
+        print(f"wrote {arguments.out}")
+    else:
+        print(text, end="")
+    return 0
 
 
 def _demo(arguments: argparse.Namespace, settings: Settings) -> int:

@@ -2,9 +2,9 @@
 
 The real app (every module, the real bus, a sandbox payment provider reached over real HTTP)
 serves an admin who adds products and stock, and a customer who places orders that are paid,
-declined, failed by the provider, and bigger than the stock. Each order is polled until it
-ends, as a client would; then the demo prints what happened to the orders, the stock, and the
-customer's notifications.
+declined, failed by the provider, and bigger than the stock. The customer waits for each order
+to end (``GET /api/v1/orders/{id}?wait=``), as a client would; then the demo prints what
+happened to the orders, the stock, and the customer's notifications.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ CUSTOMER_NAME = "Ada Lovelace"
 TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
 #: How long the demo waits for one order to end before it gives up.
 ORDER_PATIENCE_SECONDS = 30.0
+#: The longest one GET waits for an order, well within the HTTP client's timeout.
+ORDER_WAIT_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -190,13 +192,16 @@ class _Demo:
         self.restocked[product.sku] = product.stock
 
     async def settled(self, token: str, order_id: str) -> dict[str, Any]:
-        """Poll the order, as a client would, until it ends."""
+        """Wait for the order to end, as a client would: the shop answers once it has."""
         deadline = time.monotonic() + ORDER_PATIENCE_SECONDS
         while True:
-            order: dict[str, Any] = await self.call("GET", f"/api/v1/orders/{order_id}", token)
+            # Each wait stays within the client's own timeout (the HTTP client's 30 s).
+            left = min(ORDER_WAIT_SECONDS, max(1, int(deadline - time.monotonic())))
+            order: dict[str, Any] = await self.call(
+                "GET", f"/api/v1/orders/{order_id}", token, params={"wait": left}
+            )
             if order["status"] in TERMINAL or time.monotonic() > deadline:
                 return order
-            await _pause()
 
     async def eventually(self, token: str, path: str, count: int) -> list[dict[str, Any]]:
         deadline = time.monotonic() + ORDER_PATIENCE_SECONDS
@@ -216,7 +221,7 @@ async def _pause() -> None:
 
 def _report(demo: _Demo, out: TextIO, seconds: float) -> None:
     names = {product.sku: product.name for product in PRODUCTS}
-    print("Orders placed by the customer (each polled until it ended):", file=out)
+    print("Orders placed by the customer (each waited for until it ended):", file=out)
     rows = [
         [
             order["id"][:8],

@@ -8,6 +8,7 @@ work, the inbox and the retry of concurrency conflicts live.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections import Counter
@@ -26,6 +27,8 @@ from kernel.errors import (
 from kernel.messages import Envelope, Message
 from kernel.registry import Endpoint, Registry
 from kernel.unit_of_work import Storage
+
+log = logging.getLogger("cleave.dispatch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,8 @@ class Dispatcher:
                 await unit.commit()
                 if once:
                     self.deliveries[(local.endpoint.name, "handled")] += 1
+                if unit.committed is not None:
+                    _run_committed(unit.committed, envelope)
                 return result
             except DuplicateDelivery:
                 await unit.rollback()
@@ -152,3 +157,13 @@ class Dispatcher:
                 await asyncio.sleep(random.uniform(0, 0.001 * attempt))
             finally:
                 unit.leave(token)
+
+
+def _run_committed(callbacks: list[Callable[[], None]], envelope: Envelope) -> None:
+    # The unit has committed: a failing callback must not turn that success into an error
+    # the sender would act on (a command retried, a delivery sent again).
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("an after-commit callback of %s failed", envelope.name)

@@ -63,15 +63,23 @@ def fan_out(
 class UnitOfWork(ABC):
     """The transaction of one handled message, as the dispatcher drives it."""
 
-    __slots__ = ("emitted", "envelope")
+    __slots__ = ("committed", "emitted", "envelope")
 
     def __init__(self, envelope: Envelope) -> None:
         self.envelope = envelope
         self.emitted: list[Message] = []
+        #: What to call once this unit has committed (``after_commit``); ``None`` if nothing.
+        self.committed: list[Callable[[], None]] | None = None
 
     def emit(self, message: Message) -> None:
         """Record an event or deferred command; it is delivered only if this unit commits."""
         self.emitted.append(message)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once this unit has committed; never if it rolls back."""
+        if self.committed is None:
+            self.committed = []
+        self.committed.append(callback)
 
     async def connection(self) -> Any:
         """The transactional database connection of this unit (opened on first use)."""
@@ -134,6 +142,14 @@ class Transaction:
             raise RuntimeError("no message is being handled: repositories work inside handlers")
         return await unit.connection()
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the current unit of work has committed, never if it rolls
+        back: to tell this process about a change only when others can read it."""
+        unit = _current.get()
+        if unit is None:
+            raise RuntimeError("no message is being handled: nothing will commit")
+        unit.after_commit(callback)
+
 
 class MemoryStorage:
     """Storage of a module without tables: emitted messages go to an in-memory outbox.
@@ -167,6 +183,7 @@ class _MemoryUnitOfWork(UnitOfWork):
         # UnitOfWork.__init__ inlined: one unit per message, and the call cost a tenth of it.
         self.envelope = envelope
         self.emitted: list[Message] = []
+        self.committed = None
         self._storage = storage
         self._handled: str | None = None
 

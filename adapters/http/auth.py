@@ -10,6 +10,7 @@ from datetime import UTC, timedelta
 from typing import Any, Protocol
 
 from litestar import Request
+from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -53,10 +54,24 @@ def principal_resolver(
     return principal_from_token
 
 
+class EdgeJWTAuth(JWTAuth[Principal, Token]):
+    """litestar's JWT auth, without the security requirement it puts on the whole document:
+    that one would say the public routes need a token too. ``adapters.http.openapi`` puts it
+    on each operation this auth protects instead (the scheme stays in the components)."""
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        config = app_config.openapi_config
+        required = list(config.security) if config and config.security is not None else None
+        app_config = super().on_app_init(app_config)
+        if app_config.openapi_config is not None:
+            app_config.openapi_config.security = required
+        return app_config
+
+
 def jwt_auth(
     secret: str, ttl_seconds: int, current_roles: RolesOf | None = None
 ) -> JWTAuth[Principal, Token]:
-    return JWTAuth[Principal, Token](
+    return EdgeJWTAuth(
         retrieve_user_handler=principal_resolver(current_roles),
         token_secret=secret,
         default_token_expiration=timedelta(seconds=ttl_seconds),

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from kernel import Command, Event, Query
-from modules.catalog.contracts import ProductAdded, Sku
+from modules.catalog.contracts import GetProduct, ProductAdded, Sku
 
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -133,3 +133,8 @@ class StockRestocked(Event, frozen=True, kw_only=True, tag="inventory.StockResto
 
 #: The events of other modules inventory reacts to: a new product gets a stock record at zero.
 SUBSCRIBES_TO = (ProductAdded,)
+
+#: The queries of other modules inventory sends: the catalog vouches for a SKU it has no
+#: stock record of yet. ``cleave graph`` draws the module map from it; a test holds it to the
+#: code.
+SENDS = (GetProduct,)

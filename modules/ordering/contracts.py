@@ -14,19 +14,24 @@ from typing import Annotated, Literal
 import msgspec
 
 from kernel import Command, Event, Query
-from modules.catalog.contracts import Currency, Sku
+from modules.catalog.contracts import Currency, GetProducts, Sku
 from modules.inventory.contracts import (
+    ReleaseStock,
+    ReserveStock,
+    SellStock,
     StockReleased,
     StockReservationFailed,
     StockReserved,
     StockSold,
 )
 from modules.payments.contracts import (
+    CapturePayment,
     PaymentCaptured,
     PaymentDeclined,
     PaymentFailed,
     PaymentToken,
     PaymentVoided,
+    VoidPayment,
 )
 
 OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -54,6 +59,9 @@ REASON_UNKNOWN_SKU = "unknown_sku"
 REASON_PAYMENT_DECLINED = "payment_declined"
 REASON_PAYMENT_FAILED = "payment_failed"
 REASON_TIMEOUT = "timeout"
+
+#: The longest a client may wait for its order to settle in one ``GetOrder``.
+MAX_WAIT_SECONDS = 30
 
 #: Printable ASCII, neither starting nor ending with a space (HTTP would trim it).
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"
@@ -137,9 +145,14 @@ class ForgetIdempotencyKeys(
 
 class GetOrder(Query[Order], frozen=True, kw_only=True, tag="ordering.GetOrder"):
     """One order. ``NotFound`` (order_not_found) unless the principal placed it or is an
-    admin."""
+    admin.
+
+    With ``wait_seconds``, a PENDING order is answered once it settles, or as it is when the
+    wait ends (or, sooner, a second before the envelope's deadline: give the call a deadline
+    past the wait). No database connection is held while waiting."""
 
     order_id: OrderId
+    wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
 
 
 class ListOrders(Query[list[Order]], frozen=True, kw_only=True, tag="ordering.ListOrders"):
@@ -197,3 +210,7 @@ SUBSCRIBES_TO = (
     PaymentFailed,
     PaymentVoided,
 )
+
+#: The commands and queries of other modules ordering sends: the prices of an order, and the
+#: saga's steps. ``cleave graph`` draws the module map from it; a test holds it to the code.
+SENDS = (GetProducts, ReserveStock, SellStock, ReleaseStock, CapturePayment, VoidPayment)

@@ -3,9 +3,22 @@ inventory and payments answer."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 
-from kernel import Bus, Clock, Conflict, Forbidden, NotFound, Principal, Rejected, new_entity_id
+from kernel import (
+    Bus,
+    Clock,
+    Conflict,
+    Envelope,
+    Forbidden,
+    NotFound,
+    Principal,
+    Rejected,
+    new_entity_id,
+)
 from modules.catalog.contracts import GetProducts
 from modules.inventory.contracts import (
     StockReleased,
@@ -35,6 +48,7 @@ from modules.ordering.contracts import (
 from modules.ordering.ports import OrderingSettings
 from modules.ordering.repository import IdempotencyKeys, Orders
 from modules.ordering.saga import SagaRunner
+from modules.ordering.waiters import OrderWaiters
 from modules.payments.contracts import (
     PaymentCaptured,
     PaymentDeclined,
@@ -54,6 +68,9 @@ _REFUSALS = {
     admission.TOO_MANY_OPEN: (TOO_MANY_OPEN_ORDERS, None),
     admission.TOO_FAST: (TOO_MANY_ORDERS, None),
 }
+
+#: A wait ends this long before the caller's deadline, so that the answer reaches it in time.
+_ANSWER_MARGIN_SECONDS = 1.0
 
 # -- commands -------------------------------------------------------------------------------
 
@@ -146,12 +163,50 @@ async def forget_idempotency_keys(
 # -- queries --------------------------------------------------------------------------------
 
 
-async def get_order(query: GetOrder, orders: Orders, principal: Principal) -> Order:
+async def get_order(
+    query: GetOrder,
+    orders: Orders,
+    waiters: OrderWaiters,
+    settings: OrderingSettings,
+    bus: Bus,
+    envelope: Envelope,
+    principal: Principal,
+) -> Order:
+    if query.wait_seconds > 0:
+        return await _wait_until_settled(query, waiters, settings, bus, envelope, principal)
     order = await orders.get(query.order_id)
     if order is None or not order.visible_to(principal.subject, _admin(principal)):
         # Someone else's order is as absent as one that does not exist.
         raise NotFound(f"no order {query.order_id}", code=ORDER_NOT_FOUND, field="order_id")
     return _view(order)
+
+
+async def _wait_until_settled(
+    query: GetOrder,
+    waiters: OrderWaiters,
+    settings: OrderingSettings,
+    bus: Bus,
+    envelope: Envelope,
+    principal: Principal,
+) -> Order:
+    # Each look is a GetOrder of its own, in a unit of work of its own: this handler's unit
+    # never opens a connection, so none is held while it waits.
+    look = GetOrder(order_id=query.order_id)
+    seconds = query.wait_seconds
+    if envelope.deadline is not None:
+        seconds = min(seconds, envelope.deadline - time.time() - _ANSWER_MARGIN_SECONDS)
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + seconds
+    with waiters.watch(query.order_id) as settled:
+        while True:
+            settled.clear()
+            order = await bus.ask(look, principal=principal)
+            left = ends - loop.time()
+            if order.status != "PENDING" or left <= 0:
+                return order
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, settings.wait_recheck_seconds)):
+                    await settled.wait()
 
 
 async def list_orders(query: ListOrders, orders: Orders, principal: Principal) -> list[Order]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel import Module, Timer
+from kernel import Module, Timer, Transaction
 from modules.inventory.contracts import (
     StockReleased,
     StockReservationFailed,
@@ -16,6 +16,7 @@ from modules.ordering.ports import OrderingSettings
 from modules.ordering.repository import IdempotencyKeys, Orders, Sagas
 from modules.ordering.saga import SagaRunner
 from modules.ordering.tables import metadata
+from modules.ordering.waiters import OrderWaiters
 from modules.payments.contracts import (
     PaymentCaptured,
     PaymentDeclined,
@@ -28,6 +29,8 @@ def register(container: Any) -> None:
     container.register(Orders)
     container.register(Sagas)
     container.register(IdempotencyKeys)
+    # One per process: the saga wakes the very waiters GetOrder parks.
+    container.register(OrderWaiters, instance=OrderWaiters(container.resolve(Transaction)))
     container.register(SagaRunner)
     if not _bound(container, OrderingSettings):
         # The composition root binds OrderingSettings from its settings; these are the defaults.

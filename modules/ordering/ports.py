@@ -24,3 +24,6 @@ class OrderingSettings:
     idempotency_key_seconds: float = 86_400.0
     #: How many expired idempotency keys one ForgetIdempotencyKeys deletes.
     forget_batch: int = 1_000
+    #: A ``GetOrder`` that waits reads the order again this often even if nothing woke it:
+    #: another instance of ordering may have settled it (only the settling one wakes).
+    wait_recheck_seconds: float = 1.0

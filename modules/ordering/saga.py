@@ -18,6 +18,7 @@ from modules.ordering.contracts import OrderCancelled, OrderConfirmed, OrderReje
 from modules.ordering.domain import Action, Order, OrderStatus, Saga
 from modules.ordering.ports import OrderingSettings
 from modules.ordering.repository import Orders, Sagas
+from modules.ordering.waiters import OrderWaiters
 from modules.payments.contracts import CapturePayment, VoidPayment
 
 log = logging.getLogger("cleave.ordering")
@@ -42,12 +43,14 @@ class SagaRunner:
         bus: Bus,
         clock: Clock,
         settings: OrderingSettings,
+        waiters: OrderWaiters,
     ) -> None:
         self._orders = orders
         self._sagas = sagas
         self._bus = bus
         self._clock = clock
         self._settings = settings
+        self._waiters = waiters
 
     async def start(self, order: Order, payment_token: str) -> None:
         """Store a new order and start its saga (which first reserves the stock)."""
@@ -155,4 +158,5 @@ class SagaRunner:
                 order_id=order.id, customer_id=order.customer_id, reason=order.reason or ""
             )
         await self._bus.publish(event)
+        self._waiters.wake_after_commit(order.id)
         log.info("order %s is %s (%s)", order.id, status.value, order.reason or "paid")
