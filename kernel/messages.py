@@ -61,6 +61,12 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         """True when the principal holds ``role``."""
         return role in self.roles
 
+    @property
+    def administers(self) -> bool:
+        """True for an admin and for the system itself: who may change what the shop offers
+        and read anyone's records."""
+        return self.kind == "system" or "admin" in self.roles
+
 
 #: The principal of work the system does on its own behalf (timers, relays, start-up).
 SYSTEM = Principal(subject="system", roles=("system",), kind="system")

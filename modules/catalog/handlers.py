@@ -20,7 +20,7 @@ from modules.catalog.repository import Products
 
 
 def _require_admin(principal: Principal | None) -> None:
-    if principal is None or not (principal.has_role("admin") or principal.kind == "system"):
+    if principal is None or not principal.administers:
         raise Forbidden("only an admin may change the catalog", code=NOT_ALLOWED)
 
 

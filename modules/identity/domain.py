@@ -90,6 +90,6 @@ def may_read(principal: Principal | None, user_id: str) -> bool:
     """Whether ``principal`` may see the account ``user_id``: its owner, an admin, the system."""
     if principal is None:
         return False
-    if principal.kind == "system" or principal.has_role("admin"):
+    if principal.administers:
         return True
     return principal.kind == "user" and principal.subject == user_id

@@ -39,7 +39,7 @@ async def on_product_added(event: ProductAdded, stock: StockRecords) -> None:
 async def restock(
     command: Restock, stock: StockRecords, bus: Bus, principal: Principal | None
 ) -> StockLevel:
-    if principal is None or not (principal.has_role("admin") or principal.kind == "system"):
+    if principal is None or not principal.administers:
         raise Forbidden("only an admin may restock", code=NOT_ALLOWED)
     record = await stock.get(command.sku, for_update=True)
     if record is None:

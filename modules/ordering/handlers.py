@@ -142,7 +142,7 @@ async def place_order(
 async def expire_orders(
     command: ExpireOrders, saga: SagaRunner, principal: Principal | None
 ) -> int:
-    if principal is None or not (principal.kind == "system" or principal.has_role("admin")):
+    if principal is None or not principal.administers:
         raise Forbidden("only the system or an admin may expire orders", code=NOT_ALLOWED)
     return await saga.expire_overdue()
 
@@ -154,7 +154,7 @@ async def forget_idempotency_keys(
     clock: Clock,
     principal: Principal | None,
 ) -> int:
-    if principal is None or not (principal.kind == "system" or principal.has_role("admin")):
+    if principal is None or not principal.administers:
         raise Forbidden("only the system or an admin may forget idempotency keys", code=NOT_ALLOWED)
     before = clock.now() - settings.idempotency_key_seconds
     return await keys.forget_older_than(before, settings.forget_batch)
@@ -175,7 +175,7 @@ async def get_order(
     if query.wait_seconds > 0:
         return await _wait_until_settled(query, waiters, settings, bus, envelope, principal)
     order = await orders.get(query.order_id)
-    if order is None or not order.visible_to(principal.subject, _admin(principal)):
+    if order is None or not order.visible_to(principal.subject, principal.administers):
         # Someone else's order is as absent as one that does not exist.
         raise NotFound(f"no order {query.order_id}", code=ORDER_NOT_FOUND, field="order_id")
     return _view(order)
@@ -258,10 +258,6 @@ async def _order(orders: Orders, order_id: str) -> domain.Order:
     if order is None:  # a key is stored with its order and orders stay: a bug if missing
         raise LookupError(f"an idempotency key refers to order {order_id}, which is missing")
     return order
-
-
-def _admin(principal: Principal) -> bool:
-    return principal.has_role("admin") or principal.kind == "system"
 
 
 def _view(order: domain.Order) -> Order:

@@ -100,7 +100,7 @@ async def void_payment(
 async def get_charges(
     query: GetCharges, charges: Charges, principal: Principal | None
 ) -> list[Charge]:
-    if principal is None or not (principal.has_role("admin") or principal.kind == "system"):
+    if principal is None or not principal.administers:
         raise Forbidden("only an admin may read the charges of an order", code=NOT_ALLOWED)
     return [_view(charge) for charge in await charges.of_order(query.order_id)]
 
