@@ -1,10 +1,11 @@
 """Binds a handler's collaborators once, at start-up, so that no message pays for injection.
 
-A handler is ``async def place_order(command, orders: Orders, bus: Bus) -> OrderId``. Every
-parameter after the message is resolved from the punq container by its annotation when the
-process starts (punq's ``resolve`` costs microseconds; a message must not). Two annotations are
-filled per message instead: ``Envelope`` (the message's envelope) and ``Principal`` (who asked;
-``Principal | None`` when the handler also accepts messages without one).
+A handler is ``async def restock(command: Restock, stock: StockRecords, bus: Bus, principal:
+Principal | None) -> StockLevel``. Its collaborators (here ``stock`` and
+``bus``) are resolved from the punq container by their annotations when the process starts
+(punq's ``resolve`` costs microseconds; a message must not). Two annotations are filled per
+message instead: ``Envelope`` (the message's envelope) and ``Principal`` (who asked, as
+``principal`` here; ``Principal | None`` when the handler also accepts messages without one).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The three kinds of message modules exchange, and the envelope that carries them.
 
 Every message is a frozen, keyword-only ``msgspec.Struct`` with a stable tag
-(``"ordering.PlaceOrder"``) so that it can cross any transport unchanged::
+(``"inventory.Restock"``) so that it can cross any transport unchanged::
 
-    class PlaceOrder(Command[OrderId], frozen=True, kw_only=True, tag="ordering.PlaceOrder"):
-        lines: list[OrderLine]
+    class Restock(Command[StockLevel], frozen=True, kw_only=True, tag="inventory.Restock"):
+        sku: Sku
+        quantity: Quantity
 
 A contract evolves by adding fields with defaults. Renaming or removing a field is a
 breaking change: it needs a new ``version`` (the receiver refuses other versions, so an old

@@ -14,13 +14,18 @@ checks, so a failure says which contract broke:
   (``Module.declared_messages``): generated values, and a generated envelope, come back equal
   from msgspec JSON and MessagePack (decoded with ``type=Message``) and from the kernel's wire
   ``Codec`` in both formats.
-- ``test_result_round_trips_<Message>``, for every ``Command[R]`` and ``Query[R]``: a generated
-  ``R`` comes back equal from msgspec and from the codec's replies, in both formats.
+- ``test_result_round_trips_<Message>``, for every ``Command[R]`` and ``Query[R]`` whose ``R``
+  is not ``None``: a generated ``R`` comes back equal from msgspec and from the codec's
+  replies, in both formats.
+- ``test_declares_no_result_<Message>`` instead, for a ``Command[None]`` (or ``Query[None]``):
+  the class says ``[None]`` itself (a bare ``Command`` would leave its result untyped, decoded
+  as anything), and its empty reply comes back as ``None``.
 - ``test_struct_round_trips_<Struct>``, for every other msgspec Struct of the contracts (DTOs).
 - ``test_commands_and_queries_have_one_handler``: across the whole shop, each command and query
   of the module has exactly one handler, in the module itself.
-- ``test_shop_registry_builds``: ``kernel.registry.Registry`` accepts the whole shop (with the
-  module in it).
+- ``test_shop_registry_builds``, only for a module that is not part of ``shop``:
+  ``kernel.registry.Registry`` accepts the shop with the module added. For the modules of the
+  shop it would be one check repeated per module: the shop's own tests call ``check_shop`` once.
 
 Values come from ``strategy_for`` (``kernel.testing.strategies``), so they honour the contracts'
 ``msgspec.Meta``. ``shop`` is the list of every module, or a function returning it (kernel code
@@ -29,11 +34,13 @@ cannot import the composition root; the test file passes it in). ``module`` may 
 
 The checks are plain functions too, for a test that needs one of them directly; each raises
 ``AssertionError`` saying what changed: ``check_round_trip``, ``check_codec_round_trip``,
-``check_result_round_trip``, ``check_error_round_trip``, ``check_handlers``, ``check_shop``.
+``check_result_round_trip``, ``check_no_result``, ``check_error_round_trip``,
+``check_handlers``, ``check_shop``.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
@@ -54,6 +61,7 @@ __all__ = [
     "check_codec_round_trip",
     "check_error_round_trip",
     "check_handlers",
+    "check_no_result",
     "check_result_round_trip",
     "check_round_trip",
     "check_shop",
@@ -142,6 +150,25 @@ def check_result_round_trip(message: type[Message], result: Any) -> None:
                 f"{label}: the {format} codec cannot carry {result!r}: {error}"
             ) from error
         _same(label, f"the {format} codec", result, received)
+
+
+def check_no_result(message: type[Message]) -> None:
+    """``message`` declares ``None`` as its result in so many words, and a reply of ``None``
+    comes back as ``None``.
+
+    ``result_type`` answers ``None`` both for ``Command[None]`` and for a bare ``Command`` that
+    names no result; only the first is a contract (the codec decodes the other's reply as
+    anything at all).
+    """
+    declared = _declared_result(message)
+    if declared is _UNDECLARED:
+        kind = "Command" if issubclass(message, Command) else "Query"
+        raise AssertionError(
+            f"{_label(message)} names no result type: declare {kind}[None] for no result"
+        )
+    if declared is not type(None):
+        raise AssertionError(f"{_label(message)} declares the result {declared!r}, not None")
+    check_result_round_trip(message, None)
 
 
 def check_error_round_trip(error: CleaveError) -> None:
@@ -235,7 +262,13 @@ def contract_tests(
             message=_deferred(cls),
             envelope=_deferred(Envelope),
         )
-        if issubclass(cls, (Command, Query)):
+        if not issubclass(cls, (Command, Query)):
+            continue
+        if result_type(cls) is None:
+            # Nothing to generate: the one reply is None, and what can go wrong is the
+            # declaration itself.
+            add(f"test_declares_no_result_{cls.__name__}", _no_result_check(cls))
+        else:
             add(
                 f"test_result_round_trips_{cls.__name__}",
                 _result_check(cls),
@@ -251,7 +284,8 @@ def contract_tests(
         "test_commands_and_queries_have_one_handler",
         lambda: check_handlers(checked, _modules(shop)),
     )
-    add("test_shop_registry_builds", lambda: check_shop(_including(checked, _modules(shop))))
+    if all(other.name != checked.name for other in _modules(shop)):
+        add("test_shop_registry_builds", lambda: check_shop(_including(checked, _modules(shop))))
     return type(f"Test{checked.name.title()}Contracts", (), namespace)
 
 
@@ -263,6 +297,13 @@ def _message_check(message: Message, envelope: Envelope) -> None:
 def _result_check(cls: type[Message]) -> Callable[..., None]:
     def check(result: Any) -> None:
         check_result_round_trip(cls, result)
+
+    return check
+
+
+def _no_result_check(cls: type[Message]) -> Callable[..., None]:
+    def check() -> None:
+        check_no_result(cls)
 
     return check
 
@@ -280,6 +321,20 @@ def _deferred(tp: Any) -> st.SearchStrategy[Any]:
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+#: What ``_declared_result`` answers for a command or query that names no ``R``.
+_UNDECLARED = object()
+
+
+def _declared_result(cls: type[Message]) -> Any:
+    """The ``R`` that ``cls`` (or a base of it) gives ``Command[R]``/``Query[R]``, as written."""
+    for klass in cls.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            if typing.get_origin(base) in (Command, Query):
+                (argument,) = typing.get_args(base)
+                return type(None) if argument is None else argument
+    return _UNDECLARED
 
 
 def _modules(shop: Shop) -> list[Module]:

@@ -129,8 +129,10 @@ class PlaceOrder(Command[Order], frozen=True, kw_only=True, tag="ordering.PlaceO
 
 
 class ExpireOrders(Command[int], frozen=True, kw_only=True, tag="ordering.ExpireOrders"):
-    """Compensate every order whose saga passed its deadline; answers how many. Sent by
-    a timer in the process hosting ordering."""
+    """Act on the unsettled sagas past their deadline, longest overdue first, at most
+    ``expire_batch`` (100) of them: one still waiting for stock or payment is compensated, one
+    still settling asks again for what it waits for. Answers how many it acted on; the rest wait
+    for the next run. Sent every second by a timer in the process hosting ordering."""
 
 
 class ForgetIdempotencyKeys(

@@ -1,8 +1,12 @@
-"""A topology must not change a result: one generated workload, every transport, same answers.
+"""A transport must not change a result: one generated workload, every transport of one
+process (``TRANSPORTS``: in-process, loopback codec, HTTP), same answers.
 
-Each transport gets its own fresh shop; the workload's answers (results, or the type, code
-and field of each error) and the final state after every reaction has settled must be equal.
-When the HTTP and Redis transports arrive they join ``TRANSPORTS`` and this test covers them.
+Each transport gets its own fresh catalog and inventory; the workload's answers (results, or
+the type, code and field of each error) and the final state after every reaction has settled
+must be equal. It drives those two modules' commands directly, including inventory's
+reservations without an order. The whole shop (identity, catalog, inventory, ordering,
+payments, notifications) is compared across deployments, each topology in real processes
+and Redis among them, by ``test_deployments.py``.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ reached through the real HTTP adapter."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,24 @@ class Payments:
         response.raise_for_status()
         charges: list[dict[str, Any]] = response.json()
         return charges
+
+    async def capture_requested(self, within: float = 10.0) -> None:
+        """Return once the sandbox has received a capture request (any, counted by
+        ``/v1/stats``); ``AssertionError`` if none came ``within`` seconds."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        while loop.time() < end:
+            stats = await asyncio.to_thread(self._stats)
+            if stats["requests"] > 0:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no capture request reached the sandbox within {within}s")
+
+    def _stats(self) -> dict[str, int]:
+        response = httpx.get(f"{self.sandbox.url}/v1/stats", timeout=10)
+        response.raise_for_status()
+        stats: dict[str, int] = response.json()
+        return stats
 
 
 @contextmanager

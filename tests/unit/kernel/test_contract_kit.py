@@ -160,6 +160,24 @@ class ListInners(Query[list[Inner]], frozen=True, kw_only=True, tag="fake.ListIn
     limit: Annotated[int, msgspec.Meta(ge=1, le=10)] = 10
 
 
+class Stamp(Command[None], frozen=True, kw_only=True, tag="fake.Stamp"):
+    mark: Short
+
+
+class Untyped(Command, frozen=True, kw_only=True, tag="fake.Untyped"):  # type: ignore[type-arg]
+    """Names no result: ``result_type`` says None, as for ``Stamp``, but nothing declared it."""
+
+    mark: Short
+
+
+async def stamp(command: Stamp) -> None:
+    return None
+
+
+async def untyped(command: Untyped) -> None:
+    return None
+
+
 async def count(command: Count) -> int:
     return command.up_to
 
@@ -305,12 +323,37 @@ class TestContractsRoundTrips:
             "test_message_round_trips_ListInners",
             "test_result_round_trips_Count",
             "test_result_round_trips_ListInners",
-            "test_shop_registry_builds",
             "test_struct_round_trips_Inner",
         ]
         suite = suite_class()
         for name in names:
             getattr(suite, name)()
+
+    def test_a_command_without_a_result_must_say_so(self, tmp_path: Path) -> None:
+        fake = fake_module(
+            "fake",
+            Stamp,
+            Untyped,
+            handlers={Stamp: stamp, Untyped: untyped},
+            home=tmp_path,
+        )
+        suite = contract_tests(fake, shop=[fake])()
+        assert not hasattr(suite, "test_result_round_trips_Stamp")
+        suite.test_declares_no_result_Stamp()  # type: ignore[attr-defined]
+        with pytest.raises(AssertionError, match=r"Untyped \(fake.Untyped\) names no result"):
+            suite.test_declares_no_result_Untyped()  # type: ignore[attr-defined]
+
+    def test_the_registry_is_checked_only_for_a_module_outside_the_shop(
+        self, tmp_path: Path
+    ) -> None:
+        inside = fake_module("inside", Count, handlers={Count: count}, home=tmp_path)
+        outside = fake_module("outside", Measure, handlers={Measure: measure}, home=tmp_path)
+        assert not hasattr(contract_tests(inside, shop=[inside]), "test_shop_registry_builds")
+        assert not hasattr(contract_tests("inside", shop=[inside]), "test_shop_registry_builds")
+        contract_tests(outside, shop=[inside])().test_shop_registry_builds()  # type: ignore[attr-defined]
+        intruder = fake_module("intruder", handlers={Count: count}, home=tmp_path)
+        with pytest.raises(AssertionError, match="belongs to 'inside'"):
+            contract_tests(intruder, shop=[inside])().test_shop_registry_builds()  # type: ignore[attr-defined]
 
     @pytest.mark.parametrize(
         "kind",
