@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
+from adapters.optional_imports import hidden
+
+# purgatory imports redis only to annotate a Redis store we do not use, and redis brings
+# OpenTelemetry's metrics SDK and psutil: about 9 MiB of every process with no other use for
+# them (bench/memory_breakdown.py).
+with hidden("redis"):
+    from purgatory import AsyncCircuitBreakerFactory
+    from purgatory.domain.model import OpenedState
 
 
 class CircuitOpen(Exception):
@@ -30,6 +37,16 @@ class CircuitOpen(Exception):
             if trial
             else f"{target}: circuit open after repeated failures"
         )
+
+
+#: Every ``Breakers`` of this process, for ``/metrics`` (the clients that own them come and go
+#: with their runtime; a weak set forgets them with it).
+_ALL: weakref.WeakSet[Breakers] = weakref.WeakSet()
+
+
+def circuit_states() -> dict[str, str]:
+    """The state of every circuit this process has called through, by target."""
+    return {target: state for breakers in list(_ALL) for target, state in breakers.states().items()}
 
 
 class Breakers:
@@ -58,12 +75,17 @@ class Breakers:
             )
         self._breakers: dict[str, Any] = {}
         self._trials: set[str] = set()
+        _ALL.add(self)
 
     def state(self, target: str) -> str:
         """``closed``, ``opened`` or ``half-opened``. An open circuit whose cooldown has
         passed says ``opened`` until a call tries it."""
         breaker = self._breakers.get(target)
         return "closed" if breaker is None else str(breaker.context.state)
+
+    def states(self) -> dict[str, str]:
+        """The state of each target called so far (see ``state``)."""
+        return {target: self.state(target) for target in list(self._breakers)}
 
     def callable(self, target: str) -> bool:
         """Whether a call to ``target`` may go out now: closed, or open past the cooldown

@@ -61,6 +61,9 @@ class Deployment:
     base_url: str
     processes: dict[str, psutil.Process]
     logs: list[Path] = field(default_factory=list)
+    #: The base URL of every process that serves HTTP (its ``/metrics``, where its SQL is
+    #: counted); a process without one is not counted.
+    urls: list[str] = field(default_factory=list)
 
     def tree(self) -> list[psutil.Process]:
         """Every process of the deployment, children included."""
@@ -169,6 +172,8 @@ def _environment(schema: str | None) -> dict[str, str]:
         CLEAVE_ORDERS_PER_MINUTE="1000000",
         CLEAVE_JWT_SECRET=secrets.token_hex(32),
         CLEAVE_SERVICE_KEY=secrets.token_hex(32),
+        # SQL statements and transactions per order, read from /metrics (bench.statements).
+        CLEAVE_BENCH_COUNT_SQL=os.environ.get("CLEAVE_BENCH_COUNT_SQL", "1"),
         # Per-request access logs would measure the logger, not the shop.
         CLEAVE_LOG_LEVEL=os.environ.get("CLEAVE_BENCH_LOG_LEVEL", "WARNING"),
         CLEAVE_SHUTDOWN_GRACE_SECONDS="5",
@@ -374,6 +379,7 @@ async def start(topology: TopologyName, database: DatabaseKind) -> AsyncIterator
                             if child.pid is not None
                         },
                         logs=[child.log for child in processes.children],
+                        urls=[child.url for child in processes.children if child.url],
                     )
                 finally:
                     processes.stop(grace=15)

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from bench.deployment import ADMIN_EMAIL, ADMIN_PASSWORD, Deployment
+from bench.statements import SqlCounts, per_order, scrape
 
 TERMINAL = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
 #: Polling backs off to this fraction of the time already waited, and at most this interval.
@@ -34,6 +35,9 @@ ORDER_TIMEOUT = 90.0
 FAILFAST = 10
 #: What a waiting client asks for: the API's longest wait.
 WAIT_SECONDS = 30
+#: How long after a load its statements are read: the notifications and outbox removals
+#: that follow the last orders' settling belong to them.
+SETTLE_SECONDS = 0.3
 
 
 class ShopNotReady(Exception):
@@ -204,6 +208,18 @@ class LoadResult:
     offered_per_s: float | None = None
     #: CPU cores each service of the deployment used, averaged over the run.
     cores_by_service: dict[str, float] = field(default_factory=dict)
+    #: SQL statements and transactions the deployment ran over the run (None: not counted).
+    sql: SqlCounts | None = None
+
+    @property
+    def statements_per_order(self) -> float:
+        """SQL statements per settled order (NaN when not counted)."""
+        return per_order(self.sql, self.completed)[0]
+
+    @property
+    def transactions_per_order(self) -> float:
+        """SQL transactions per settled order (NaN when not counted)."""
+        return per_order(self.sql, self.completed)[1]
 
     @property
     def completed(self) -> int:
@@ -298,13 +314,31 @@ async def closed_loop(
             if progress is not None and outcome.settled:
                 progress(sum(1 for o in outcomes if o.settled))
 
+    sql_before = await scrape(deployment.urls)
     meter = _Meter(deployment)
     meter.start()
     await asyncio.gather(
         *(customer(shop.customers[n % len(shop.customers)]) for n in range(concurrency))
     )
     wall, server, client = meter.stop()
-    return LoadResult(outcomes, wall, server, client, cores_by_service=meter.by_service)
+    return LoadResult(
+        outcomes,
+        wall,
+        server,
+        client,
+        cores_by_service=meter.by_service,
+        sql=await _sql_since(deployment, sql_before),
+    )
+
+
+async def _sql_since(deployment: Deployment, before: SqlCounts | None) -> SqlCounts | None:
+    """What the deployment ran since ``before``, once its relays have delivered what the
+    orders left (their reactions are part of an order's cost)."""
+    if before is None:
+        return None
+    await asyncio.sleep(SETTLE_SECONDS)
+    after = await scrape(deployment.urls)
+    return None if after is None else after - before
 
 
 async def open_loop(
@@ -328,6 +362,7 @@ async def open_loop(
         outcomes.append(await place_and_wait(shop, headers, poll, started=due, wait=wait))
         _check_working(outcomes)
 
+    sql_before = await scrape(deployment.urls)
     meter = _Meter(deployment)
     meter.start()
     begin_loop, begin_perf = loop.time(), time.perf_counter()
@@ -342,5 +377,11 @@ async def open_loop(
     wall, server, client = meter.stop()
     await asyncio.gather(*tasks)
     return LoadResult(
-        outcomes, wall, server, client, offered_per_s=rate, cores_by_service=meter.by_service
+        outcomes,
+        wall,
+        server,
+        client,
+        offered_per_s=rate,
+        cores_by_service=meter.by_service,
+        sql=await _sql_since(deployment, sql_before),
     )

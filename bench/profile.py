@@ -4,8 +4,11 @@
   command (item 1's path).
 - ``python -m bench.profile saga [orders [customers]]``: the whole shop in this process
   (SQLite, in-process bus, the sandbox payment provider), orders placed through the bus by
-  concurrent customers (default one) and awaited with ``GetOrder`` polled as the HTTP load
-  generator polls: where the time of an order goes, without HTTP in the way.
+  concurrent customers (default one) and awaited with ``GetOrder(wait_seconds=30)`` as the
+  HTTP load generator's clients wait (``CLEAVE_PROFILE_POLL=1``: polled as its polling clients
+  poll): where the time of an order goes, without HTTP in the way. With
+  ``CLEAVE_BENCH_COUNT_SQL=1`` it also prints the SQL statements and transactions per order;
+  ``CLEAVE_PROFILE_OFF=1`` measures CPU per order with the profiler off.
 
 Prints the profile and writes an HTML version to ``bench/out/profile-<target>.html``.
 """
@@ -13,6 +16,7 @@ Prints the profile and writes an HTML version to ``bench/out/profile-<target>.ht
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 import tempfile
@@ -22,6 +26,7 @@ from pathlib import Path
 from pyinstrument import Profiler
 
 from bench.load import next_poll, percentile
+from bench.statements import statement_report
 
 OUT = Path(__file__).with_name("out")
 
@@ -42,10 +47,13 @@ async def profile_bus(count: int) -> Profiler:
     return profiler
 
 
-async def profile_saga(count: int, concurrency: int = 1) -> Profiler:
+async def profile_saga(
+    count: int, concurrency: int = 1, *, poll: bool = False, profiled: bool = True
+) -> Profiler:
     from adapters.payments.http_provider import HttpPaymentProvider
     from adapters.payments.sandbox import SandboxPaymentProvider
     from adapters.sqlalchemy.database import Database
+    from adapters.sqlalchemy.statement_counts import COUNTS, counting_enabled
     from entrypoints.bootstrap import bootstrap, create_tables
     from entrypoints.settings import Settings
     from kernel.messages import SYSTEM, Principal
@@ -98,23 +106,33 @@ async def profile_saga(count: int, concurrency: int = 1) -> Profiler:
                     order = await bus.send(
                         PlaceOrder(lines=lines, payment_token="tok_ok"), principal=principal
                     )
-                    while order.status == "PENDING":  # polls as the HTTP load generator does
-                        await asyncio.sleep(next_poll(time.perf_counter() - began, 0.005))
-                        order = await bus.ask(GetOrder(order_id=order.id), principal=principal)
+                    while order.status == "PENDING":  # as the HTTP load generator's clients
+                        if poll:
+                            await asyncio.sleep(next_poll(time.perf_counter() - began, 0.005))
+                        look = GetOrder(order_id=order.id, wait_seconds=0 if poll else 30)
+                        order = await bus.ask(look, principal=principal)
                     latencies.append(time.perf_counter() - began)
 
             # Samples the main thread's stack as it runs: where the CPU goes (not where it waits).
             profiler = Profiler(interval=0.0005, async_mode="disabled")
+            COUNTS.clear()
             started, cpu = time.perf_counter(), time.process_time()
-            profiler.start()
+            if profiled:
+                profiler.start()
             await asyncio.gather(*(customer(principal) for principal in customers))
-            profiler.stop()
+            # What the last orders left for the relays is part of their cost.
+            await runtime.settle()
+            if profiled:
+                profiler.stop()
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu
             print(
                 f"{count} orders in {wall:.2f} s: {count / wall:.1f} orders/s, "
-                f"{cpu / count * 1000:.1f} ms of CPU per order (this process, profiler on), "
-                f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms"
+                f"{cpu / count * 1000:.1f} ms of CPU per order (this process, profiler "
+                f"{'on' if profiled else 'off'}), p50 {percentile(latencies, 0.5) * 1000:.0f} ms"
+                f", clients {'poll' if poll else 'wait'}"
             )
+            if counting_enabled():
+                print(statement_report(COUNTS, count))
         finally:
             await runtime.stop(grace=5)
             await provider.close()
@@ -130,13 +148,22 @@ def main(argv: list[str]) -> int:
         profiler = asyncio.run(profile_bus(count))
     elif target == "saga":
         customers = int(argv[2]) if len(argv) > 2 else 1
-        profiler = asyncio.run(profile_saga(count, customers))
+        profiler = asyncio.run(
+            profile_saga(
+                count,
+                customers,
+                poll=os.environ.get("CLEAVE_PROFILE_POLL", "") not in ("", "0"),
+                profiled=os.environ.get("CLEAVE_PROFILE_OFF", "") in ("", "0"),
+            )
+        )
     else:
         print(
             "usage: python -m bench.profile bus [count] | saga [orders [customers]]",
             file=sys.stderr,
         )
         return 2
+    if profiler.last_session is None:
+        return 0  # measured with the profiler off
     print(profiler.output_text(unicode=True, color=False, show_all=False))
     OUT.mkdir(exist_ok=True)
     html = OUT / f"profile-{target}.html"

@@ -23,6 +23,8 @@ from bench.report import Section
 from bench.timing import load_average, machine, pin_to_one_core, unpin
 
 ITEMS = ("bus", "codec", "transports", "saga", "memory")
+#: Run only when named in --only: measurements behind a past choice, not part of every run.
+OPTIONAL = ("asgi",)
 RESULTS = Path(__file__).with_name("RESULTS.md")
 #: --quick must stay under a minute and a half: the deployments of item 5 get what the rest
 #: leaves of this (the storage floor and item 6 then take a few seconds more).
@@ -37,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="a smoke run, about a minute and a half"
     )
     parser.add_argument(
-        "--only", help=f"comma-separated items to run, among {', '.join(ITEMS)} (default: all)"
+        "--only",
+        help=f"comma-separated items to run, among {', '.join(ITEMS + OPTIONAL)} (default: "
+        f"{', '.join(ITEMS)})",
     )
     parser.add_argument(
         "--memory-seconds",
@@ -92,6 +96,11 @@ async def _run(
         for section in saga_sections:
             sections.append(section)
             _show(section)
+    if "asgi" in items:  # bench/asgi_servers.py: the ASGI server, measured on the shop
+        from bench import asgi_servers
+
+        sections.append(await asgi_servers.measure(quick=quick))
+        _show(sections[-1])
     if "memory" in items:
         for section in await memory.measure(quick=quick, saga_runs=runs, time_limit=memory_seconds):
             sections.append(section)
@@ -239,7 +248,7 @@ def metrics(sections: Sequence[Section]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     items = ITEMS if not arguments.only else tuple(arguments.only.split(","))
-    unknown = set(items) - set(ITEMS)
+    unknown = set(items) - set(ITEMS + OPTIONAL)
     if unknown:
         print(f"unknown items: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2

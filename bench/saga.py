@@ -299,13 +299,15 @@ def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
             "outcomes",
             "server CPU cores",
             "CPU ms / order",
+            "SQL statements / order",
+            "SQL transactions / order",
             "client CPU cores",
         ],
     )
     for run in runs:
         closed = run.closed
         if closed is None:
-            section.rows.append([run.topology, run.database, _missing(run), *[""] * 6])
+            section.rows.append([run.topology, run.database, _missing(run), *[""] * 8])
             continue
         section.rows.append(
             [
@@ -317,6 +319,8 @@ def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
                 ", ".join(f"{count} {status}" for status, count in sorted(closed.statuses.items())),
                 f"{closed.server_cores:.2f}",
                 _ms(closed.cpu_ms_per_order),
+                _ms(closed.statements_per_order),
+                _ms(closed.transactions_per_order),
                 f"{closed.client_cores:.2f}",
             ]
         )
@@ -326,7 +330,9 @@ def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
         "lines and pays with tok_ok; the client waits with GET /orders/{id}?wait=30 until the "
         "order is terminal (clients that poll instead: the waiting/polling table). CPU ms / "
         "order is the CPU of every process of the deployment over the loop divided by the "
-        "orders settled."
+        "orders settled; SQL statements and transactions / order the same for the statements "
+        "every process serving HTTP ran (cleave_sql_*_total on /metrics, counted with "
+        "CLEAVE_BENCH_COUNT_SQL=1; a process without /metrics is not counted)."
     )
     section.metrics = _metrics(runs)
     by_key = {(run.topology, run.database): run for run in runs}
@@ -392,6 +398,8 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
             "settled / s",
             "CPU cores (all processes)",
             "CPU ms / order",
+            "SQL statements / order",
+            "SQL transactions / order",
             "p50 ms",
             "p99 ms",
             "client CPU cores",
@@ -400,7 +408,7 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
     for run in runs:
         opened = run.open
         if opened is None:
-            section.rows.append([run.topology, run.database, _missing(run), *[""] * 6])
+            section.rows.append([run.topology, run.database, _missing(run), *[""] * 8])
             continue
         section.rows.append(
             [
@@ -410,6 +418,8 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
                 fmt(opened.completed / plan.duration, 1),
                 f"{opened.server_cores:.3f}",
                 _ms(opened.cpu_ms_per_order),
+                _ms(opened.statements_per_order),
+                _ms(opened.transactions_per_order),
                 fmt(opened.latency_ms(0.50), 1),
                 fmt(opened.latency_ms(0.99), 1),
                 f"{opened.client_cores:.2f}",
@@ -528,6 +538,13 @@ def _metrics(runs: list[Run]) -> dict[str, float | None]:
         metrics[f"{key}_fixed_load_cpu_ms_per_order"] = (
             _round(opened.cpu_ms_per_order) if opened else None
         )
+        for label, result in (("", closed), ("fixed_load_", opened)):
+            metrics[f"{key}_{label}statements_per_order"] = (
+                _round(result.statements_per_order) if result else None
+            )
+            metrics[f"{key}_{label}transactions_per_order"] = (
+                _round(result.transactions_per_order) if result else None
+            )
     return metrics
 
 

@@ -15,6 +15,7 @@ from litestar.di import Provide
 from litestar.enums import MediaType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.response import Response
 
 from adapters.auth.accounts import CurrentRoles
@@ -24,6 +25,7 @@ from adapters.http.openapi import StrictStructSchemaPlugin, describe_edge
 from adapters.http.problems import EXCEPTION_HANDLERS, refuse_nul_characters
 from adapters.http.slow_clients import body_deadline
 from adapters.http.throttle import Throttle, storage_uri
+from adapters.observability.requests import request_log
 from entrypoints.bootstrap import SHOP_PACKAGES
 from entrypoints.process import ProcessPlan, RunningProcess, monolith_plan, service_plan
 from entrypoints.settings import Settings, settings_from_environment
@@ -32,6 +34,15 @@ from kernel.bus import Bus
 from kernel.runtime import Runtime
 
 log = logging.getLogger("cleave.app")
+
+#: Requests by method, route template and status, and their latency (litestar's Prometheus
+#: middleware; probes and scrapes are left out).
+HTTP_METRICS = PrometheusConfig(
+    app_name="cleave",
+    prefix="cleave_http",
+    group_path=True,
+    exclude=["^/metrics$", "^/health/"],
+)
 
 
 def provide_bus(state: State) -> Bus:
@@ -137,6 +148,11 @@ def process_app(plan: ProcessPlan, settings: Settings, *, shared_counts: bool = 
         routes.extend(shop_routes())
     if plan.hosted:
         from adapters.bus.http.server import internal_router
+        from adapters.observability.messages import OBSERVER
+
+        if plan.split:
+            # Other processes call this one's modules over HTTP.
+            OBSERVER.wire = "http"
         from adapters.bus.http.signing import Verifier
 
         verifier = Verifier(settings.service_key, settings.service_signature_window_seconds)
@@ -167,7 +183,12 @@ def process_app(plan: ProcessPlan, settings: Settings, *, shared_counts: bool = 
         on_app_init=[auth.on_app_init],
         guards=[role_guard],
         before_request=refuse_nul_characters,
-        middleware=[body_deadline(settings.body_timeout_seconds), throttle.middleware],
+        middleware=[
+            request_log,
+            HTTP_METRICS.middleware,
+            body_deadline(settings.body_timeout_seconds),
+            throttle.middleware,
+        ],
         openapi_config=OpenAPIConfig(
             title="Cleave shop",
             version="0.1.0",

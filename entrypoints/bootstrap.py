@@ -8,6 +8,7 @@ with real parts; only the outside payment provider may be a stand-in (a real HTT
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -34,6 +35,7 @@ from kernel.codec import Codec
 from kernel.dispatch import Dispatcher
 from kernel.errors import ConfigurationError
 from kernel.module import Module
+from kernel.observe import Observer
 from kernel.receiver import Receiver
 from kernel.registry import Registry
 from kernel.relay import MemoryOutbox, Relay, RetryPolicy
@@ -41,6 +43,7 @@ from kernel.runtime import Runtime, ScheduledTimer
 from kernel.unit_of_work import MemoryStorage, Storage, Transaction
 
 if TYPE_CHECKING:
+    from adapters.observability.tracing import Tracing
     from modules.identity.ports import PasswordHasher, TokenIssuer
     from modules.payments.ports import PaymentProvider
 
@@ -96,6 +99,8 @@ def bootstrap(
     hosted: Sequence[str] | None = None,
     ports: Mapping[type[Any], Any] | None = None,
     wrap_transport: Callable[[Transport], Transport] | None = None,
+    observer: Observer | None = None,
+    tracing: Tracing | None = None,
 ) -> Runtime:
     """Wire the modules of one process and return its runtime (not yet started).
 
@@ -108,6 +113,9 @@ def bootstrap(
     ``modules`` to those named and declares the rest as unreachable remotes (tools, tests).
     ``ports`` binds further collaborators by type, for modules other than the shop's.
     ``wrap_transport`` decorates the local transport (fault injection in tests, tracing).
+    ``observer`` is told about every handled message (default: the process's log lines and
+    Prometheus metrics); ``tracing`` opens OpenTelemetry spans around every handler and bus
+    hop (default: when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set).
     """
     clock = clock or SystemClock()
     settings = settings or Settings()
@@ -145,6 +153,10 @@ def bootstrap(
         )
 
     dispatcher = Dispatcher(registry, storages, container.resolve)
+    dispatcher.observer = observer if observer is not None else _process_observer(transport)
+    tracing = tracing or _process_tracing()
+    if tracing is not None:
+        dispatcher.tracer = tracing
     receiver = Receiver(dispatcher, codec)
     local: Transport
     if transport == "inprocess":
@@ -157,10 +169,14 @@ def bootstrap(
         raise ConfigurationError(f"unknown transport {transport!r}: inprocess or loopback")
     if wrap_transport is not None:
         local = wrap_transport(local)
+    if tracing is not None:
+        local = tracing.transport(local)
     transports: dict[str, Transport] = {module.name: local for module in modules}
     for name, entry in remote.items():
         if entry.transport is not None:
-            transports[name] = entry.transport
+            transports[name] = (
+                entry.transport if tracing is None else tracing.transport(entry.transport)
+            )
     bus.connect(transports)
     return Runtime(
         bus=bus,
@@ -170,6 +186,23 @@ def bootstrap(
         container=container,
         receiver=receiver,
     )
+
+
+def _process_observer(transport: object) -> Observer:
+    from adapters.observability.messages import OBSERVER
+
+    if transport == "loopback":
+        OBSERVER.wire = "loopback"
+    return OBSERVER
+
+
+def _process_tracing() -> Tracing | None:
+    # OpenTelemetry is imported only where it is used.
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    from adapters.observability.tracing import process_tracing
+
+    return process_tracing()
 
 
 def _retry_policy(settings: Settings) -> RetryPolicy:

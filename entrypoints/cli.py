@@ -6,10 +6,9 @@ import argparse
 import asyncio
 import datetime
 import json
-import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from entrypoints.settings import Settings, settings_from_environment
 from kernel.errors import CleaveError, ConfigurationError
@@ -26,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"cleave: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         result: int = arguments.action(arguments, settings)
         return result
@@ -35,17 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: Literal["console", "json"] = "console") -> None:
     import stamina.instrumentation
 
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # alembic announces each of its plugins at INFO whenever it is imported: noise on every
-    # command. Its migration steps ("Running upgrade ...") stay visible.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from adapters.observability.logs import configure_logging as configure_structlog
+
+    # Every logger of the process (ours, uvicorn's, dramatiq's, alembic's) in one format.
+    configure_structlog(level, log_format)
     # One log stream: stamina would otherwise print retries through structlog when present.
     stamina.instrumentation.set_on_retry_hooks([stamina.instrumentation.LoggingOnRetryHook])
 

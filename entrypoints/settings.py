@@ -30,6 +30,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    #: "console": readable lines in a terminal; "json": one JSON object per line.
+    log_format: Literal["console", "json"] = "console"
     #: HMAC secret that signs access tokens (at least 32 characters).
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
     jwt_ttl_seconds: int = 3600

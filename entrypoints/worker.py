@@ -16,7 +16,7 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -166,15 +166,13 @@ def setup() -> None:
     dramatiq.set_broker(broker)
 
 
-def _metrics_of(process: Any) -> Callable[[], bytes]:
+def _metrics_of(process: Any) -> Callable[[], Awaitable[bytes]]:
     """The same ``cleave_*`` metrics a service's ``/metrics`` shows, for this worker process."""
-    from prometheus_client import CollectorRegistry, generate_latest
+    from adapters.http.metrics import process_metrics
+    from adapters.observability.messages import OBSERVER
 
-    from adapters.http.metrics import RuntimeCollector
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(RuntimeCollector(lambda: process.runtime))
-    return lambda: generate_latest(registry)
+    OBSERVER.wire = "redis"
+    return process_metrics(lambda: process.runtime)
 
 
 def _die_with_parent() -> None:

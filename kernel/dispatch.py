@@ -20,11 +20,13 @@ from kernel.binding import BoundHandler, bind
 from kernel.errors import (
     ConcurrencyConflict,
     ConfigurationError,
+    DomainError,
     DuplicateDelivery,
     PoisonMessage,
     Unavailable,
 )
 from kernel.messages import Envelope, Message
+from kernel.observe import Arrival, Observer, Outcome, Tracer
 from kernel.registry import Endpoint, Registry
 from kernel.unit_of_work import Storage
 
@@ -67,6 +69,10 @@ class Dispatcher:
         #: Deliveries by (handler, outcome): "handled", or "repeat" when the inbox already
         #: held the message (a redelivery, which had no second effect).
         self.deliveries: Counter[tuple[str, str]] = Counter()
+        #: Told about every handled message (logs, metrics); the composition root sets it.
+        self.observer: Observer | None = None
+        #: Opens a span around every handler (traces); the composition root sets it.
+        self.tracer: Tracer | None = None
 
     def hosts(self, module: str) -> bool:
         """Whether ``module`` runs in this process."""
@@ -86,14 +92,20 @@ class Dispatcher:
             raise ConfigurationError(f"no module hosted here handles {message.__qualname__}")
         return self.local[endpoint.name]
 
-    async def request(self, message: Message, envelope: Envelope) -> Any:
+    async def request(
+        self, message: Message, envelope: Envelope, arrival: Arrival = "inprocess"
+    ) -> Any:
         """Run the handler of a command or query and return its result."""
         endpoint = self.registry.handlers.get(type(message))
         if endpoint is None:
             raise PoisonMessage(f"no module hosted here handles {envelope.name}")
-        return await self.handle(self.local[endpoint.name], message, envelope, once=False)
+        return await self.handle(
+            self.local[endpoint.name], message, envelope, once=False, arrival=arrival
+        )
 
-    async def deliver(self, module: str, message: Message, envelope: Envelope) -> None:
+    async def deliver(
+        self, module: str, message: Message, envelope: Envelope, arrival: Arrival = "inprocess"
+    ) -> None:
         """Run every handler of hosted ``module`` for an event or deferred command, each in
         its own unit of work and at most once in effect (the inbox drops repeats).
 
@@ -108,10 +120,16 @@ class Dispatcher:
                 raise PoisonMessage(f"module {module!r} does not handle {envelope.name} here")
             receivers = self._receivers[key] = tuple(self.local[e.name] for e in found)
         for local in receivers:
-            await self.handle(local, message, envelope, once=True)
+            await self.handle(local, message, envelope, once=True, arrival=arrival)
 
     async def handle(
-        self, local: LocalEndpoint, message: Message, envelope: Envelope, *, once: bool
+        self,
+        local: LocalEndpoint,
+        message: Message,
+        envelope: Envelope,
+        *,
+        once: bool,
+        arrival: Arrival = "inprocess",
     ) -> Any:
         """Run ``local``'s handler on ``message`` in a fresh unit of work and commit it.
 
@@ -120,43 +138,65 @@ class Dispatcher:
         """
         if envelope.deadline is not None and time.time() > envelope.deadline:
             raise Unavailable(f"{envelope.name}: the caller's deadline has passed", code="deadline")
+        # Timing costs two clock reads: only when someone observes.
+        observer = self.observer
+        started = time.perf_counter() if observer is not None else 0.0
+        outcome: Outcome = "handled"
+        tracer = self.tracer
+        began = tracer.begin(local.endpoint, envelope) if tracer is not None else None
         attempt = 1
-        while True:
-            unit = local.storage.unit_of_work(envelope)
-            token = unit.enter()
-            try:
-                if attempt > 1:
-                    # It lost a race: run it again alone, so that it cannot lose again.
-                    await unit.exclusive()
-                if once and await unit.handled(local.endpoint.name):
+        try:
+            while True:
+                unit = local.storage.unit_of_work(envelope)
+                token = unit.enter()
+                try:
+                    if attempt > 1:
+                        # It lost a race: run it again alone, so that it cannot lose again.
+                        await unit.exclusive()
+                    if once and await unit.handled(local.endpoint.name):
+                        await unit.rollback()
+                        self.deliveries[(local.endpoint.name, "repeat")] += 1
+                        outcome = "repeat"
+                        return None
+                    result = await local.call(message, envelope)
+                    if once:
+                        unit.mark_handled(local.endpoint.name)
+                    await unit.commit()
+                    if once:
+                        self.deliveries[(local.endpoint.name, "handled")] += 1
+                    if unit.committed is not None:
+                        _run_committed(unit.committed, envelope)
+                    return result
+                except DuplicateDelivery:
                     await unit.rollback()
                     self.deliveries[(local.endpoint.name, "repeat")] += 1
+                    outcome = "repeat"
                     return None
-                result = await local.call(message, envelope)
-                if once:
-                    unit.mark_handled(local.endpoint.name)
-                await unit.commit()
-                if once:
-                    self.deliveries[(local.endpoint.name, "handled")] += 1
-                if unit.committed is not None:
-                    _run_committed(unit.committed, envelope)
-                return result
-            except DuplicateDelivery:
-                await unit.rollback()
-                self.deliveries[(local.endpoint.name, "repeat")] += 1
-                return None
-            except BaseException as error:
-                await unit.rollback()
-                if not unit.transient(error):
-                    raise
-                if attempt >= self.conflict_attempts:
-                    if isinstance(error, ConcurrencyConflict):
+                except BaseException as error:
+                    await unit.rollback()
+                    if not unit.transient(error):
                         raise
-                    raise ConcurrencyConflict(f"{envelope.name}: {error}") from error
-                attempt += 1
-                await asyncio.sleep(random.uniform(0, 0.001 * attempt))
-            finally:
-                unit.leave(token)
+                    if attempt >= self.conflict_attempts:
+                        if isinstance(error, ConcurrencyConflict):
+                            raise
+                        raise ConcurrencyConflict(f"{envelope.name}: {error}") from error
+                    attempt += 1
+                    await asyncio.sleep(random.uniform(0, 0.001 * attempt))
+                finally:
+                    unit.leave(token)
+        except DomainError:
+            outcome = "refused"
+            raise
+        except BaseException:
+            outcome = "failed"
+            raise
+        finally:
+            if tracer is not None:
+                tracer.end(began, outcome)
+            if observer is not None:
+                observer.handled(
+                    local.endpoint, envelope, time.perf_counter() - started, outcome, arrival
+                )
 
 
 def _run_committed(callbacks: list[Callable[[], None]], envelope: Envelope) -> None:

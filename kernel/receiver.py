@@ -29,7 +29,7 @@ class Receiver:
         """Run a command or query; the reply holds its result or its typed error."""
         try:
             envelope, message = self.codec.decode(frame)
-            result = await self.dispatcher.request(message, envelope)
+            result = await self.dispatcher.request(message, envelope, "wire")
         except (CleaveError, PoisonMessage) as error:
             return self.codec.encode_error(error)
         except Exception as error:
@@ -45,7 +45,7 @@ class Receiver:
         """
         try:
             envelope, message = self.codec.decode(frame)
-            await self.dispatcher.deliver(module, message, envelope)
+            await self.dispatcher.deliver(module, message, envelope, "wire")
         except (CleaveError, PoisonMessage) as error:
             return self.codec.encode_error(error)
         except Exception as error:

@@ -17,10 +17,10 @@ Nothing is dropped: a record leaves the outbox only when delivered or dead-lette
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -49,6 +49,10 @@ class OutboxRecord:
     poison: str | None = None
     #: The stored bytes, kept for the dead letter when the record is poison.
     raw: bytes = b""
+    #: Whether a newer record of the same (target, partition) waits behind this one when it
+    #: was read; None if the store cannot tell. Settling a record nobody waits behind needs
+    #: no new read of the outbox.
+    followed: bool | None = None
 
 
 class OutboxStore(Protocol):
@@ -116,6 +120,7 @@ class Relay:
         policy: RetryPolicy | None = None,
         concurrency: int = 64,
         poll_interval: float = 0.5,
+        settle_linger: float = 0.05,
     ) -> None:
         self.name = name
         self._store = store
@@ -124,20 +129,49 @@ class Relay:
         self._policy = policy or RetryPolicy()
         self._concurrency = concurrency
         self._poll_interval = poll_interval
+        #: How long delivered records may wait to be removed with the next ones (one write
+        #: removes them all); a crash in between delivers them again, and the inbox drops
+        #: the repeats.
+        self._settle_linger = settle_linger
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._in_flight_records: dict[int, OutboxRecord] = {}
         #: Delivered records waiting to be removed from the outbox in the next batch.
         self._delivered: list[OutboxRecord] = []
+        #: When the oldest record of that batch was delivered (monotonic seconds).
+        self._delivered_since = 0.0
+        #: Whether a record committed or waiting behind the batch needs it removed first.
+        self._unblock = False
         #: Records settled while a read of the outbox was under way: that read may still
         #: show them, and they must not be delivered again on its word.
         self._settled_during_read: set[int] = set()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._renewed_at = 0.0
+        #: Whether the next turn of the loop reads the outbox (it settles delivered records
+        #: in any case): something was committed, a settled record had records waiting
+        #: behind it, the last read was full, or a poll is due.
+        self._read_needed = True
+        #: Records taken that newer records of their (target, partition) wait behind: the
+        #: outbox is read again once they are settled.
+        self._followed: set[int] = set()
+        #: Whether this relay is the only reader of its outbox (a store without claims): then
+        #: only its own records can keep a newer one waiting, and it knows which.
+        self._only_reader = store.renew_interval is None
 
-    def notify(self) -> None:
-        """Something was committed to the outbox: look now rather than at the next poll."""
+    def notify(self, keys: Collection[tuple[str, str | None]] | None = None) -> None:
+        """Something was committed to the outbox: look now rather than at the next poll.
+
+        ``keys`` are the (target, partition) pairs of the committed records, if known. A new
+        record of the pair of a record in flight waits behind it (deliveries of a partition
+        keep their order): the relay reads again once that one is settled.
+        """
+        for record_id, record in self._in_flight_records.items():
+            if _waits_behind(record, keys):
+                self._followed.add(record_id)
+        if any(_waits_behind(record, keys) for record in self._delivered):
+            self._unblock = True
+        self._read_needed = True
         self._wake.set()
 
     def start(self) -> None:
@@ -181,9 +215,19 @@ class Relay:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def _settle_due(self) -> bool:
+        """Whether the delivered records are removed now rather than with later ones."""
+        return bool(self._delivered) and (
+            self._unblock
+            or self._stopping
+            or len(self._delivered) >= self._concurrency
+            or time.monotonic() - self._delivered_since >= self._settle_linger
+        )
+
     async def _settle_delivered(self) -> None:
         # One write removes every record delivered since the last look (one per delivery
         # cost a transaction each). Until removed, they count as busy and are not re-read.
+        self._unblock = False
         if not self._delivered:
             return
         batch, self._delivered = self._delivered, []
@@ -212,10 +256,12 @@ class Relay:
         while not self._stopping:
             self._wake.clear()
             self._settled_during_read.clear()
-            await self._settle_delivered()
+            if self._settle_due():
+                await self._settle_delivered()
             await self._renew_claims()
             free = self._concurrency - len(self._in_flight)
-            if free > 0:
+            if free > 0 and (self._read_needed or not self._only_reader):
+                self._read_needed = False
                 # Busy: in flight, or delivered and waiting for the next batch removal.
                 busy = set(self._in_flight)
                 busy.update(record.id for record in self._delivered)
@@ -224,19 +270,32 @@ class Relay:
                 except Exception:
                     log.exception("relay %s: cannot read the outbox; trying again", self.name)
                     records = []
+                if len(records) >= free:
+                    self._read_needed = True  # a full read: more may be due
                 stale = self._settled_during_read
                 for record in records:
                     if record.id in stale:
                         continue
                     if len(self._in_flight) >= self._concurrency:
+                        self._read_needed = True
                         break
+                    if record.followed is not False and record.partition is not None:
+                        self._followed.add(record.id)
                     self._in_flight_records[record.id] = record
                     self._in_flight[record.id] = asyncio.create_task(self._attempt(record))
-            if self._delivered:
+            if self._settle_due():
                 continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll_interval):
+            timeout = self._poll_interval
+            if self._delivered:
+                linger = self._delivered_since + self._settle_linger - time.monotonic()
+                timeout = min(timeout, max(0.0, linger))
+            try:
+                async with asyncio.timeout(timeout):
                     await self._wake.wait()
+            except TimeoutError:
+                if timeout == self._poll_interval:
+                    # The poll: records due later (retries) or written by another process.
+                    self._read_needed = True
 
     async def _attempt(self, record: OutboxRecord) -> None:
         try:
@@ -248,7 +307,15 @@ class Relay:
             del self._in_flight[record.id]
             del self._in_flight_records[record.id]
             self._settled_during_read.add(record.id)
-            self._wake.set()
+            if record.id in self._followed or not self._only_reader:
+                # Newer records wait behind this one: remove it, then read again.
+                self._followed.discard(record.id)
+                self._unblock = True
+                self._read_needed = True
+                self._wake.set()
+            elif not self._in_flight:
+                # Nothing else will wake the loop soon: let it time the batch's removal.
+                self._wake.set()
 
     async def _attempt_once(self, record: OutboxRecord) -> None:
         if record.poison is not None or record.envelope is None or record.message is None:
@@ -278,6 +345,8 @@ class Relay:
             )
             await self._failed(record, attempts, f"{type(error).__name__}: {error}")
         else:
+            if not self._delivered:
+                self._delivered_since = time.monotonic()
             self._delivered.append(record)
 
     async def _failed(self, record: OutboxRecord, attempts: int, error: str) -> None:
@@ -307,6 +376,14 @@ class Relay:
         await self._store.dead_letter(record, attempts, reason)
 
 
+def _waits_behind(record: OutboxRecord, keys: Collection[tuple[str, str | None]] | None) -> bool:
+    """Whether a committed record of one of ``keys`` (None: any) would wait behind
+    ``record``: deliveries of one (target, partition) keep their order."""
+    return record.partition is not None and (
+        keys is None or (record.target, record.partition) in keys
+    )
+
+
 def replace_envelope(envelope: Envelope, **changes: object) -> Envelope:
     """A copy of ``envelope`` with ``changes``."""
     return msgspec.structs.replace(envelope, **changes)
@@ -328,7 +405,8 @@ class MemoryOutbox:
 
     records: dict[int, tuple[OutboxRecord, float]] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    on_add: Callable[[], None] | None = None
+    #: Told the (target, partition) pairs of the records each ``add`` wrote.
+    on_add: Callable[[set[tuple[str, str | None]]], None] | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def add(self, deliveries: Sequence[PendingDelivery]) -> None:
@@ -343,20 +421,29 @@ class MemoryOutbox:
             )
             self.records[record_id] = (record, 0.0)
         if self.on_add is not None:
-            self.on_add()
+            self.on_add({(delivery.target, delivery.partition) for delivery in deliveries})
 
     async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
-        seen: set[tuple[str, str]] = set()
+        oldest: dict[tuple[str, str], OutboxRecord | None] = {}
         ready: list[OutboxRecord] = []
         for record, at in self.records.values():  # dicts keep insertion (= id) order
             if record.partition is not None:
                 key = (record.target, record.partition)
-                if key in seen:
+                if key in oldest:
+                    first = oldest[key]
+                    if first is not None:
+                        first.followed = True  # this one waits behind it
+                        oldest[key] = None
                     continue
-                seen.add(key)
+                oldest[key] = record
             if at <= now and record.id not in skip:
+                record.followed = False
                 ready.append(record)
                 if len(ready) >= limit:
+                    # The records behind were not looked at: whether they follow is unknown.
+                    for taken in ready:
+                        if taken.followed is False:
+                            taken.followed = None
                     break
         return ready
 

@@ -6,14 +6,18 @@ Prometheus scrapes, so counting costs the hot path a dictionary increment and no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from litestar import Response, get
 from litestar.datastructures import State
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from adapters.http.sql_metrics import StatementCollector
+from adapters.observability.messages import OBSERVER
+from adapters.observability.state import circuit_families, storage_families
+from adapters.sqlalchemy.statement_counts import counting_enabled
 from kernel.runtime import Runtime
 
 
@@ -43,18 +47,54 @@ class RuntimeCollector:
                 in_flight.add_metric([relay.name], relay.in_flight)
         yield deliveries
         yield in_flight
+        yield from OBSERVER.collect()
+
+
+class _Families:
+    """Metric families read beforehand, in the shape ``generate_latest`` reads."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+async def scrape(registry: CollectorRegistry, runtime: Runtime | None) -> bytes:
+    """The whole ``/metrics`` page: ``registry``, then the gauges read from the databases and
+    the circuit breakers now, then prometheus-client's global registry (the HTTP metrics of
+    litestar's Prometheus middleware, and the process's CPU and memory)."""
+    now = [*await storage_families(runtime), *circuit_families()]
+    measured = generate_latest(_Families(now))
+    return generate_latest(registry) + measured + generate_latest(REGISTRY)
+
+
+def process_metrics(runtime: Callable[[], Runtime | None]) -> Callable[[], Awaitable[bytes]]:
+    """``/metrics`` of a process without an HTTP app (a worker): the same page."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RuntimeCollector(runtime))
+    if counting_enabled():
+        registry.register(StatementCollector())
+
+    async def page() -> bytes:
+        return await scrape(registry, runtime())
+
+    return page
 
 
 def metrics_route(runtime: Callable[[State], Runtime | None]) -> Any:
     """The ``GET /metrics`` handler of an app whose state holds the runtime."""
 
-    @get("/metrics", exclude_from_auth=True, include_in_schema=False, sync_to_thread=False)
-    def metrics(state: State) -> Response[bytes]:
+    @get("/metrics", exclude_from_auth=True, include_in_schema=False)
+    async def metrics(state: State) -> Response[bytes]:
         registry = state.get("metrics_registry")
         if registry is None:
             registry = CollectorRegistry(auto_describe=False)
             registry.register(RuntimeCollector(lambda: runtime(state)))
+            if counting_enabled():
+                registry.register(StatementCollector())
             state.metrics_registry = registry
-        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+        page = await scrape(registry, runtime(state))
+        return Response(page, media_type="text/plain; version=0.0.4")
 
     return metrics

@@ -13,6 +13,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from adapters.sqlalchemy.inline_sqlite import BUSY_TIMEOUT_SECONDS, connector
+from adapters.sqlalchemy.statement_counts import count_statements, counting_enabled
 from kernel.errors import ConcurrencyConflict
 
 log = logging.getLogger("cleave.database")
@@ -61,6 +62,8 @@ class Database:
         # A failed statement's error (logged, and carried in tracebacks) must not show its
         # parameters: they hold password hashes, emails and payment details.
         self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
+        if counting_enabled():
+            count_statements(self.engine.sync_engine)
         #: SQLite has one writer at a time. Writers of this process queue on this gate
         #: instead of sleeping in SQLite's busy handler (which cost 6 ms a write here).
         self.writer: WriterGate | None = None

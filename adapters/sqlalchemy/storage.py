@@ -64,6 +64,14 @@ class _Statements:
         )
         self.remember = insert(inbox)
         self.record = insert(tables.outbox)
+        timers = tables.timers
+        self.claim_timer = (
+            update(timers)
+            .where(timers.c.name == bindparam("timer"), timers.c.next_run_at <= bindparam("due"))
+            .values(next_run_at=bindparam("next_run_at"))
+        )
+        self.timer = select(timers.c.name).where(timers.c.name == bindparam("timer"))
+        self.add_timer = insert(timers)
 
 
 class SqlStorage:
@@ -76,7 +84,7 @@ class SqlStorage:
         registry: Registry,
         codec: Codec,
         clock: Clock,
-        on_commit: Callable[[], None] = lambda: None,
+        on_commit: Callable[[Collection[tuple[str, str | None]]], None] = lambda keys: None,
     ) -> None:
         self.database = database
         self.module = module
@@ -92,22 +100,22 @@ class SqlStorage:
 
     async def claim_tick(self, timer: str, every: float) -> bool:
         now = self.clock.now()
-        timers = self.tables.timers
-        # A tick a little early still counts (sleeps drift), so a period is never skipped.
-        due = timers.c.next_run_at <= now + every / 10
+        statements = self.statements
         async with write_transaction(self.database) as connection:
             claimed = await connection.execute(
-                update(timers).where(timers.c.name == timer, due).values(next_run_at=now + every)
+                statements.claim_timer,
+                # A tick a little early still counts (sleeps drift): no period is skipped.
+                {"timer": timer, "due": now + every / 10, "next_run_at": now + every},
             )
             if claimed.rowcount == 1:
                 return True
-            known = await connection.scalar(select(timers.c.name).where(timers.c.name == timer))
+            known = await connection.scalar(statements.timer, {"timer": timer})
             if known is not None:
                 return False  # another instance fired it in this period
             try:
                 async with connection.begin_nested():
                     await connection.execute(
-                        insert(timers).values(name=timer, next_run_at=now + every)
+                        statements.add_timer, {"name": timer, "next_run_at": now + every}
                     )
             except IntegrityError:
                 return False  # another instance claimed the first period
@@ -245,7 +253,7 @@ class SqlUnitOfWork(UnitOfWork):
         finally:
             await self._close()
         if rows:
-            storage.on_commit()
+            storage.on_commit({(row["target"], row["partition"]) for row in rows})
 
     async def rollback(self) -> None:
         if self._connection is not None:
@@ -306,6 +314,15 @@ class SqlOutboxStore:
             .limit(bindparam("limit"))
         )
         self._due = due
+        newer = outbox.alias("newer")
+        followed = exists().where(
+            newer.c.target == outbox.c.target,
+            newer.c.partition == outbox.c.partition,
+            newer.c.id > outbox.c.id,
+        )
+        # The only reader (SQLite) also learns which records have newer ones waiting behind
+        # them: settling the others needs no new read.
+        self._due_followed = due.add_columns(followed.label("followed"))
         claimable = due.with_only_columns(outbox.c.id).with_for_update(skip_locked=True, of=outbox)
         self._claim = (
             update(outbox)
@@ -313,12 +330,28 @@ class SqlOutboxStore:
             .values(next_attempt_at=bindparam("until"))
             .returning(*outbox.c)
         )
+        ids = outbox.c.id.in_(bindparam("ids", expanding=True))
+        self._claim_ids = update(outbox).where(ids).values(next_attempt_at=bindparam("until"))
+        self._delete = delete(outbox).where(ids)
+        self._retry = (
+            update(outbox)
+            .where(outbox.c.id == bindparam("record_id"))
+            .values(
+                attempts=bindparam("attempts"),
+                next_attempt_at=bindparam("at"),
+                last_error=bindparam("error"),
+            )
+        )
+        self._one = select(outbox).where(outbox.c.id == bindparam("record_id"))
+        self._delete_one = delete(outbox).where(outbox.c.id == bindparam("record_id"))
+        self._add_dead = insert(self._tables.dead_letters)
+        self._count = select(func.count()).select_from(outbox)
 
     async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
         parameters: dict[str, Any] = {"now": now, "limit": limit, "skip": list(skip)}
         if self._database.is_sqlite:
             async with self._engine.connect() as connection:
-                rows = (await connection.execute(self._due, parameters)).all()
+                rows = (await connection.execute(self._due_followed, parameters)).all()
         else:
             parameters["until"] = now + self.lease_seconds
             async with self._engine.begin() as connection:
@@ -340,12 +373,9 @@ class SqlOutboxStore:
     async def _claim_until(self, records: Sequence[OutboxRecord], until: float) -> None:
         if self._database.is_sqlite or not records:
             return
-        outbox = self._tables.outbox
         async with write_transaction(self._database) as connection:
             await connection.execute(
-                update(outbox)
-                .where(outbox.c.id.in_([record.id for record in records]))
-                .values(next_attempt_at=until)
+                self._claim_ids, {"ids": [record.id for record in records], "until": until}
             )
 
     def _record(self, row: Any) -> OutboxRecord:
@@ -356,6 +386,7 @@ class SqlOutboxStore:
             message=None,
             partition=row.partition,
             attempts=row.attempts,
+            followed=bool(row.followed) if "followed" in row._fields else None,
         )
         try:
             record.envelope = self._codec.decode_envelope(row.envelope.encode())
@@ -365,42 +396,36 @@ class SqlOutboxStore:
         return record
 
     async def delivered(self, records: Sequence[OutboxRecord]) -> None:
-        outbox = self._tables.outbox
         async with write_transaction(self._database) as connection:
             # Ids alone identify records: they are never reused (see messaging_tables).
-            await connection.execute(
-                delete(outbox).where(outbox.c.id.in_([record.id for record in records]))
-            )
+            await connection.execute(self._delete, {"ids": [record.id for record in records]})
 
     async def retry_later(self, record: OutboxRecord, attempts: int, at: float, error: str) -> None:
-        outbox = self._tables.outbox
         async with write_transaction(self._database) as connection:
             await connection.execute(
-                update(outbox)
-                .where(outbox.c.id == record.id)
-                .values(attempts=attempts, next_attempt_at=at, last_error=error[:2000])
+                self._retry,
+                {"record_id": record.id, "attempts": attempts, "at": at, "error": error[:2000]},
             )
 
     async def dead_letter(self, record: OutboxRecord, attempts: int, reason: str) -> None:
-        outbox, dead = self._tables.outbox, self._tables.dead_letters
         async with write_transaction(self._database) as connection:
-            row = (await connection.execute(select(outbox).where(outbox.c.id == record.id))).first()
+            row = (await connection.execute(self._one, {"record_id": record.id})).first()
             if row is None:
                 return
             await connection.execute(
-                insert(dead).values(
+                self._add_dead,
+                {
                     **message_fields(row),
-                    attempts=attempts,
-                    reason=reason,
-                    failed_at=time.time(),
-                )
+                    "attempts": attempts,
+                    "reason": reason,
+                    "failed_at": time.time(),
+                },
             )
-            await connection.execute(delete(outbox).where(outbox.c.id == row.id))
+            await connection.execute(self._delete_one, {"record_id": row.id})
 
     async def pending(self) -> int:
-        outbox = self._tables.outbox
         async with self._engine.connect() as connection:
-            count = await connection.scalar(select(func.count()).select_from(outbox))
+            count = await connection.scalar(self._count)
         return int(count or 0)
 
 

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kernel import ConcurrencyConflict, Conflict, Transaction
 from modules.catalog.contracts import DUPLICATE_SKU
 from modules.catalog.domain import Product
 from modules.catalog.tables import products
+
+# Built once: every order asks for its products, and building a statement (and its cache
+# key) cost more than running it on SQLite.
+_PRODUCT = select(products).where(products.c.sku == bindparam("sku"))
+_PRODUCTS = (
+    select(products)
+    .where(products.c.sku.in_(bindparam("skus", expanding=True)))
+    .order_by(products.c.sku)
+)
 
 
 class Products:
@@ -19,16 +28,14 @@ class Products:
 
     async def get(self, sku: str) -> Product | None:
         connection = await self._transaction.connection()
-        row = (await connection.execute(select(products).where(products.c.sku == sku))).first()
+        row = (await connection.execute(_PRODUCT, {"sku": sku})).first()
         return None if row is None else _product(row)
 
     async def get_many(self, skus: list[str]) -> list[Product]:
         if not skus:
             return []
         connection = await self._transaction.connection()
-        rows = await connection.execute(
-            select(products).where(products.c.sku.in_(set(skus))).order_by(products.c.sku)
-        )
+        rows = await connection.execute(_PRODUCTS, {"skus": sorted(set(skus))})
         return [_product(row) for row in rows]
 
     async def page(self, limit: int, after: str | None) -> list[Product]:

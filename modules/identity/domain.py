@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from zxcvbn import zxcvbn
-
 from kernel import Principal
 
 #: The roles of an account made by registration, and of an admin.
@@ -57,6 +55,10 @@ def check_password(password: str, email: str, name: str = "") -> None:
     # zxcvbn's patterns match with ".", which skips line breaks: judged as spaces, "\n" * 18
     # is the repetition it is, not 18 random characters.
     judged = password[:JUDGED_PASSWORD_LENGTH].replace("\n", " ")
+    # Imported here: its dictionaries take about 12 MiB, which a process that never judges a
+    # password (a service without identity, an identity that has not been asked yet) keeps.
+    from zxcvbn import zxcvbn
+
     verdict = zxcvbn(judged, user_inputs=[address, local_part, name])
     if verdict["score"] < MIN_PASSWORD_SCORE:
         feedback = verdict["feedback"]

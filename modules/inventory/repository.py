@@ -5,12 +5,40 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kernel import ConcurrencyConflict, Transaction
 from modules.inventory.domain import Reservation, ReservationStatus, Stock
 from modules.inventory.tables import reservations, stock
+
+# Built once: building a statement (and its cache key) cost more than running it on SQLite.
+_STOCK = select(stock).where(stock.c.sku == bindparam("sku"))
+_STOCK_FOR_UPDATE = _STOCK.with_for_update()
+_STOCKS_FOR_UPDATE = (
+    select(stock)
+    .where(stock.c.sku.in_(bindparam("skus", expanding=True)))
+    .order_by(stock.c.sku)
+    .with_for_update()
+)
+_ADD_STOCK = insert(stock)
+_SAVE_STOCK = (
+    update(stock)
+    .where(stock.c.sku == bindparam("match_sku"), stock.c.version == bindparam("expected"))
+    .values(
+        on_hand=bindparam("on_hand"), reserved=bindparam("reserved"), version=bindparam("version")
+    )
+)
+_RESERVATION = select(reservations).where(reservations.c.order_id == bindparam("order_id"))
+_ADD_RESERVATION = insert(reservations)
+_SAVE_RESERVATION = (
+    update(reservations)
+    .where(
+        reservations.c.order_id == bindparam("match_order_id"),
+        reservations.c.status == bindparam("previous"),
+    )
+    .values({name: bindparam(name) for name in ("status", "lines", "failure", "failed_sku")})
+)
 
 
 class StockRecords:
@@ -19,10 +47,8 @@ class StockRecords:
 
     async def get(self, sku: str, *, for_update: bool = False) -> Stock | None:
         connection = await self._transaction.connection()
-        query = select(stock).where(stock.c.sku == sku)
-        if for_update:
-            query = query.with_for_update()
-        row = (await connection.execute(query)).first()
+        query = _STOCK_FOR_UPDATE if for_update else _STOCK
+        row = (await connection.execute(query, {"sku": sku})).first()
         return None if row is None else _stock(row)
 
     async def get_many(self, skus: list[str]) -> dict[str, Stock]:
@@ -30,9 +56,7 @@ class StockRecords:
         (PostgreSQL), so that concurrent reservations of a popular SKU queue instead of
         failing their version check."""
         connection = await self._transaction.connection()
-        rows = await connection.execute(
-            select(stock).where(stock.c.sku.in_(skus)).order_by(stock.c.sku).with_for_update()
-        )
+        rows = await connection.execute(_STOCKS_FOR_UPDATE, {"skus": skus})
         return {row.sku: _stock(row) for row in rows}
 
     async def ensure(self, sku: str) -> Stock:
@@ -43,7 +67,7 @@ class StockRecords:
         connection = await self._transaction.connection()
         try:
             await connection.execute(
-                insert(stock).values(sku=sku, on_hand=0, reserved=0, version=0)
+                _ADD_STOCK, {"sku": sku, "on_hand": 0, "reserved": 0, "version": 0}
             )
         except IntegrityError as error:  # created concurrently: start over and read it
             raise ConcurrencyConflict(f"stock {sku} created meanwhile") from error
@@ -53,9 +77,14 @@ class StockRecords:
         """Store a changed stock; ``ConcurrencyConflict`` if someone changed it meanwhile."""
         connection = await self._transaction.connection()
         result = await connection.execute(
-            update(stock)
-            .where(stock.c.sku == record.sku, stock.c.version == record.version)
-            .values(on_hand=record.on_hand, reserved=record.reserved, version=record.version + 1)
+            _SAVE_STOCK,
+            {
+                "match_sku": record.sku,
+                "expected": record.version,
+                "on_hand": record.on_hand,
+                "reserved": record.reserved,
+                "version": record.version + 1,
+            },
         )
         if result.rowcount != 1:
             raise ConcurrencyConflict(f"stock {record.sku} changed meanwhile")
@@ -68,31 +97,22 @@ class Reservations:
 
     async def get(self, order_id: str) -> Reservation | None:
         connection = await self._transaction.connection()
-        row = (
-            await connection.execute(
-                select(reservations).where(reservations.c.order_id == order_id)
-            )
-        ).first()
+        row = (await connection.execute(_RESERVATION, {"order_id": order_id})).first()
         return None if row is None else _reservation(row)
 
     async def add(self, reservation: Reservation) -> None:
         connection = await self._transaction.connection()
         try:
-            await connection.execute(insert(reservations).values(**_row(reservation)))
+            await connection.execute(_ADD_RESERVATION, _row(reservation))
         except IntegrityError as error:  # a concurrent command for the same order won
             raise ConcurrencyConflict(f"reservation {reservation.order_id} exists") from error
 
     async def save(self, reservation: Reservation, previous: ReservationStatus) -> None:
         """Store a settled reservation, only if nobody settled it meanwhile."""
         connection = await self._transaction.connection()
-        result = await connection.execute(
-            update(reservations)
-            .where(
-                reservations.c.order_id == reservation.order_id,
-                reservations.c.status == previous.value,
-            )
-            .values(**_row(reservation))
-        )
+        values = _row(reservation)
+        values["match_order_id"] = values.pop("order_id")
+        result = await connection.execute(_SAVE_RESERVATION, {**values, "previous": previous.value})
         if result.rowcount != 1:
             raise ConcurrencyConflict(f"reservation {reservation.order_id} changed meanwhile")
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from kernel import ConcurrencyConflict, Transaction
 from modules.notifications.domain import Kind, Notification
 from modules.notifications.tables import notifications
+
+# Built once: building a statement (and its cache key) cost more than running it on SQLite.
+_EXISTS = select(notifications.c.id).where(
+    notifications.c.kind == bindparam("kind"), notifications.c.about == bindparam("about")
+)
+_ADD = insert(notifications)
 
 
 class Notifications:
@@ -18,27 +24,24 @@ class Notifications:
 
     async def exists(self, kind: Kind, about: str) -> bool:
         connection = await self._transaction.connection()
-        found = await connection.execute(
-            select(notifications.c.id).where(
-                notifications.c.kind == kind.value, notifications.c.about == about
-            )
-        )
+        found = await connection.execute(_EXISTS, {"kind": kind.value, "about": about})
         return found.first() is not None
 
     async def add(self, notification: Notification) -> None:
         connection = await self._transaction.connection()
         try:
             await connection.execute(
-                insert(notifications).values(
-                    id=notification.id,
-                    recipient_id=notification.recipient_id,
-                    kind=notification.kind.value,
-                    about=notification.about,
-                    order_id=notification.order_id,
-                    subject=notification.subject,
-                    body=notification.body,
-                    created_at=notification.created_at,
-                )
+                _ADD,
+                {
+                    "id": notification.id,
+                    "recipient_id": notification.recipient_id,
+                    "kind": notification.kind.value,
+                    "about": notification.about,
+                    "order_id": notification.order_id,
+                    "subject": notification.subject,
+                    "body": notification.body,
+                    "created_at": notification.created_at,
+                },
             )
         except IntegrityError as error:
             # The same fact, told twice at once: run again, and the second sees the first.

@@ -5,13 +5,80 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kernel import ConcurrencyConflict, Transaction
 from modules.ordering.admission import KnownKey
 from modules.ordering.domain import UNSETTLED, Line, Order, OrderStatus, Saga, Step
 from modules.ordering.tables import idempotency_keys, order_lines, orders, sagas
+
+# The statements of the order flow, built once: building one (and its cache key) cost more
+# than running it on SQLite (144 µs against 39 µs for an UPDATE, measured).
+_ADD_ORDER = insert(orders)
+_ADD_LINES = insert(order_lines)
+# An order and its lines in one statement (every look at an order, and the saga's settling,
+# reads one): a row per line, the order's columns repeated.
+_ORDER = (
+    select(
+        orders,
+        order_lines.c.sku,
+        order_lines.c.quantity,
+        order_lines.c.unit_price_cents,
+    )
+    .outerjoin(order_lines, order_lines.c.order_id == orders.c.id)
+    .where(orders.c.id == bindparam("order_id"))
+    .order_by(order_lines.c.position)
+)
+_LINES = (
+    select(order_lines)
+    .where(order_lines.c.order_id.in_(bindparam("order_ids", expanding=True)))
+    .order_by(order_lines.c.order_id, order_lines.c.position)
+)
+_PENDING = (
+    select(func.count())
+    .select_from(orders)
+    .where(
+        orders.c.customer_id == bindparam("customer_id"),
+        orders.c.status == OrderStatus.PENDING.value,
+    )
+)
+_PLACED_SINCE = (
+    select(func.count())
+    .select_from(orders)
+    .where(
+        orders.c.customer_id == bindparam("customer_id"), orders.c.created_at >= bindparam("since")
+    )
+)
+_SAVE_ORDER = (
+    update(orders)
+    .where(orders.c.id == bindparam("order_id"), orders.c.version == bindparam("expected"))
+    .values(status=bindparam("status"), reason=bindparam("reason"), version=bindparam("next"))
+)
+_ADD_SAGA = insert(sagas)
+_SAGA = select(sagas).where(sagas.c.order_id == bindparam("order_id"))
+_SAGA_COLUMNS = (
+    "step",
+    "reason",
+    "amount_cents",
+    "currency",
+    "payment_token",
+    "deadline",
+    "stock_returned",
+    "void_pending",
+)
+_SAVE_SAGA = (
+    update(sagas)
+    .where(
+        sagas.c.order_id == bindparam("match_order_id"), sagas.c.version == bindparam("expected")
+    )
+    .values({name: bindparam(name) for name in (*_SAGA_COLUMNS, "version")})
+)
+_KEY = select(idempotency_keys.c.fingerprint, idempotency_keys.c.order_id).where(
+    idempotency_keys.c.customer_id == bindparam("customer_id"),
+    idempotency_keys.c.key == bindparam("key"),
+)
+_ADD_KEY = insert(idempotency_keys)
 
 
 class Orders:
@@ -24,21 +91,22 @@ class Orders:
         connection = await self._transaction.connection()
         try:
             await connection.execute(
-                insert(orders).values(
-                    id=order.id,
-                    customer_id=order.customer_id,
-                    status=order.status.value,
-                    reason=order.reason,
-                    total_cents=order.total_cents,
-                    currency=order.currency,
-                    created_at=order.created_at,
-                    version=order.version,
-                )
+                _ADD_ORDER,
+                {
+                    "id": order.id,
+                    "customer_id": order.customer_id,
+                    "status": order.status.value,
+                    "reason": order.reason,
+                    "total_cents": order.total_cents,
+                    "currency": order.currency,
+                    "created_at": order.created_at,
+                    "version": order.version,
+                },
             )
         except IntegrityError as error:  # ids are random: only a rerun can collide
             raise ConcurrencyConflict(f"order {order.id} exists") from error
         await connection.execute(
-            insert(order_lines),
+            _ADD_LINES,
             [
                 {
                     "order_id": order.id,
@@ -53,10 +121,15 @@ class Orders:
 
     async def get(self, order_id: str) -> Order | None:
         connection = await self._transaction.connection()
-        row = (await connection.execute(select(orders).where(orders.c.id == order_id))).first()
-        if row is None:
+        rows = (await connection.execute(_ORDER, {"order_id": order_id})).all()
+        if not rows:
             return None
-        return (await self._with_lines([row]))[0]
+        lines = [
+            Line(sku=row.sku, quantity=row.quantity, unit_price_cents=row.unit_price_cents)
+            for row in rows
+            if row.sku is not None
+        ]
+        return _order(rows[0], lines)
 
     async def of_customer(self, customer_id: str, limit: int) -> list[Order]:
         """The customer's orders, newest first."""
@@ -74,33 +147,27 @@ class Orders:
     async def count_pending(self, customer_id: str) -> int:
         """How many of the customer's orders are PENDING."""
         connection = await self._transaction.connection()
-        found = await connection.scalar(
-            select(func.count())
-            .select_from(orders)
-            .where(
-                orders.c.customer_id == customer_id,
-                orders.c.status == OrderStatus.PENDING.value,
-            )
-        )
+        found = await connection.scalar(_PENDING, {"customer_id": customer_id})
         return int(found or 0)
 
     async def count_placed_since(self, customer_id: str, since: float) -> int:
         """How many orders the customer placed at ``since`` or later."""
         connection = await self._transaction.connection()
-        found = await connection.scalar(
-            select(func.count())
-            .select_from(orders)
-            .where(orders.c.customer_id == customer_id, orders.c.created_at >= since)
-        )
+        found = await connection.scalar(_PLACED_SINCE, {"customer_id": customer_id, "since": since})
         return int(found or 0)
 
     async def save(self, order: Order) -> None:
         """Store a settled order; ``ConcurrencyConflict`` if it changed meanwhile."""
         connection = await self._transaction.connection()
         result = await connection.execute(
-            update(orders)
-            .where(orders.c.id == order.id, orders.c.version == order.version)
-            .values(status=order.status.value, reason=order.reason, version=order.version + 1)
+            _SAVE_ORDER,
+            {
+                "order_id": order.id,
+                "expected": order.version,
+                "status": order.status.value,
+                "reason": order.reason,
+                "next": order.version + 1,
+            },
         )
         if result.rowcount != 1:
             raise ConcurrencyConflict(f"order {order.id} changed meanwhile")
@@ -111,29 +178,12 @@ class Orders:
             return []
         connection = await self._transaction.connection()
         lines: dict[str, list[Line]] = {row.id: [] for row in rows}
-        found = await connection.execute(
-            select(order_lines)
-            .where(order_lines.c.order_id.in_(list(lines)))
-            .order_by(order_lines.c.order_id, order_lines.c.position)
-        )
+        found = await connection.execute(_LINES, {"order_ids": list(lines)})
         for line in found:
             lines[line.order_id].append(
                 Line(sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents)
             )
-        return [
-            Order(
-                id=row.id,
-                customer_id=row.customer_id,
-                lines=lines[row.id],
-                total_cents=row.total_cents,
-                currency=row.currency,
-                created_at=row.created_at,
-                status=OrderStatus(row.status),
-                reason=row.reason,
-                version=row.version,
-            )
-            for row in rows
-        ]
+        return [_order(row, lines[row.id]) for row in rows]
 
 
 class Sagas:
@@ -145,13 +195,13 @@ class Sagas:
     async def add(self, saga: Saga) -> None:
         connection = await self._transaction.connection()
         try:
-            await connection.execute(insert(sagas).values(**_row(saga), version=saga.version))
+            await connection.execute(_ADD_SAGA, {**_row(saga), "version": saga.version})
         except IntegrityError as error:
             raise ConcurrencyConflict(f"saga {saga.order_id} exists") from error
 
     async def get(self, order_id: str) -> Saga | None:
         connection = await self._transaction.connection()
-        row = (await connection.execute(select(sagas).where(sagas.c.order_id == order_id))).first()
+        row = (await connection.execute(_SAGA, {"order_id": order_id})).first()
         return None if row is None else _saga(row)
 
     async def expired(self, now: float, limit: int) -> list[Saga]:
@@ -168,10 +218,16 @@ class Sagas:
     async def save(self, saga: Saga) -> None:
         """Store a transition; ``ConcurrencyConflict`` if another one won the race."""
         connection = await self._transaction.connection()
+        values = _row(saga)
+        del values["order_id"]
         result = await connection.execute(
-            update(sagas)
-            .where(sagas.c.order_id == saga.order_id, sagas.c.version == saga.version)
-            .values(**_row(saga), version=saga.version + 1)
+            _SAVE_SAGA,
+            {
+                **values,
+                "match_order_id": saga.order_id,
+                "expected": saga.version,
+                "version": saga.version + 1,
+            },
         )
         if result.rowcount != 1:
             raise ConcurrencyConflict(f"saga {saga.order_id} changed meanwhile")
@@ -186,14 +242,7 @@ class IdempotencyKeys:
 
     async def get(self, customer_id: str, key: str) -> KnownKey | None:
         connection = await self._transaction.connection()
-        row = (
-            await connection.execute(
-                select(idempotency_keys.c.fingerprint, idempotency_keys.c.order_id).where(
-                    idempotency_keys.c.customer_id == customer_id,
-                    idempotency_keys.c.key == key,
-                )
-            )
-        ).first()
+        row = (await connection.execute(_KEY, {"customer_id": customer_id, "key": key})).first()
         return None if row is None else KnownKey(fingerprint=row.fingerprint, order_id=row.order_id)
 
     async def add(self, customer_id: str, key: str, known: KnownKey, created_at: float) -> None:
@@ -202,13 +251,14 @@ class IdempotencyKeys:
         connection = await self._transaction.connection()
         try:
             await connection.execute(
-                insert(idempotency_keys).values(
-                    customer_id=customer_id,
-                    key=key,
-                    fingerprint=known.fingerprint,
-                    order_id=known.order_id,
-                    created_at=created_at,
-                )
+                _ADD_KEY,
+                {
+                    "customer_id": customer_id,
+                    "key": key,
+                    "fingerprint": known.fingerprint,
+                    "order_id": known.order_id,
+                    "created_at": created_at,
+                },
             )
         except IntegrityError as error:
             raise ConcurrencyConflict(f"idempotency key {key!r} was just used") from error
@@ -229,6 +279,20 @@ class IdempotencyKeys:
         condition = created_at < before if edge is None else created_at <= edge
         result = await connection.execute(delete(idempotency_keys).where(condition))
         return int(result.rowcount or 0)
+
+
+def _order(row: Any, lines: list[Line]) -> Order:
+    return Order(
+        id=row.id,
+        customer_id=row.customer_id,
+        lines=lines,
+        total_cents=row.total_cents,
+        currency=row.currency,
+        created_at=row.created_at,
+        status=OrderStatus(row.status),
+        reason=row.reason,
+        version=row.version,
+    )
 
 
 #: The stored token of a saga that forgot it (the column has never been nullable).

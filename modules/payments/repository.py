@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kernel import ConcurrencyConflict, Transaction
 from modules.payments.domain import Charge, ChargeStatus
 from modules.payments.tables import charges
+
+# Built once: building a statement (and its cache key) cost more than running it on SQLite.
+_OF_ORDER = (
+    select(charges)
+    .where(charges.c.order_id == bindparam("order_id"))
+    .order_by(charges.c.created_at, charges.c.id)
+)
+_ADD = insert(charges)
+_SAVE_VOIDED = (
+    update(charges)
+    .where(charges.c.id == bindparam("charge_id"), charges.c.status == ChargeStatus.CAPTURED.value)
+    .values(status=bindparam("status"), reason=bindparam("reason"))
+)
 
 
 class Charges:
@@ -19,18 +32,14 @@ class Charges:
     async def of_order(self, order_id: str) -> list[Charge]:
         """The order's charges, oldest first."""
         connection = await self._transaction.connection()
-        rows = await connection.execute(
-            select(charges)
-            .where(charges.c.order_id == order_id)
-            .order_by(charges.c.created_at, charges.c.id)
-        )
+        rows = await connection.execute(_OF_ORDER, {"order_id": order_id})
         return [_charge(row) for row in rows]
 
     async def add(self, charge: Charge) -> None:
         """Record a charge; ``ConcurrencyConflict`` if another settled the order meanwhile."""
         connection = await self._transaction.connection()
         try:
-            await connection.execute(insert(charges).values(**_row(charge)))
+            await connection.execute(_ADD, _row(charge))
         except IntegrityError as error:
             raise ConcurrencyConflict(f"order {charge.order_id} was settled meanwhile") from error
 
@@ -38,9 +47,8 @@ class Charges:
         """Store a captured charge as voided, only if it is still captured."""
         connection = await self._transaction.connection()
         result = await connection.execute(
-            update(charges)
-            .where(charges.c.id == charge.id, charges.c.status == ChargeStatus.CAPTURED.value)
-            .values(status=charge.status.value, reason=charge.reason)
+            _SAVE_VOIDED,
+            {"charge_id": charge.id, "status": charge.status.value, "reason": charge.reason},
         )
         if result.rowcount != 1:
             raise ConcurrencyConflict(f"charge {charge.id} changed meanwhile")

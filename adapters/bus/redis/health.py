@@ -18,8 +18,8 @@ from aiohttp import web
 log = logging.getLogger("cleave.queues.health")
 
 Checks = Callable[[], Awaitable[dict[str, bool]]]
-#: The process's metrics in Prometheus' text format.
-Metrics = Callable[[], bytes]
+#: The process's metrics in Prometheus' text format (read from its databases as well).
+Metrics = Callable[[], Awaitable[bytes]]
 
 
 class HealthServer:
@@ -64,4 +64,5 @@ class HealthServer:
 
     async def _scrape(self, request: web.Request) -> web.Response:
         assert self._metrics is not None
-        return web.Response(body=self._metrics(), content_type="text/plain", charset="utf-8")
+        page = await self._metrics()
+        return web.Response(body=page, content_type="text/plain", charset="utf-8")

@@ -1,0 +1,37 @@
+"""``/metrics`` families of the SQL statements and transactions this process ran (only when
+``CLEAVE_BENCH_COUNT_SQL`` turns counting on: see ``adapters.sqlalchemy.statement_counts``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from adapters.sqlalchemy.statement_counts import COUNTS, StatementCounts
+
+
+class StatementCollector:
+    """Reads the process's statement and transaction counters when Prometheus scrapes."""
+
+    def __init__(self, counts: StatementCounts = COUNTS) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        statements = CounterMetricFamily(
+            "cleave_sql_statements",
+            "SQL statements this process ran, by module, kind (select, insert, update, delete, "
+            "other) and table (outbox, inbox, dead_letters, timers or the module's state)",
+            labels=["module", "kind", "table"],
+        )
+        for (module, kind, table), count in sorted(self._counts.statements.items()):
+            statements.add_metric([module, kind, table], count)
+        transactions = CounterMetricFamily(
+            "cleave_sql_transactions",
+            "SQL transactions this process ran (committed or rolled back, with at least one "
+            "statement), by the module of their first statement",
+            labels=["module"],
+        )
+        for module, count in sorted(self._counts.transactions.items()):
+            transactions.add_metric([module], count)
+        yield statements
+        yield transactions

@@ -1,0 +1,1 @@
+"""Logs and metrics of a process: structlog lines and Prometheus families."""
