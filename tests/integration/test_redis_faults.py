@@ -91,19 +91,24 @@ def test_redis_stopped_mid_run_and_started_again_loses_nothing(tmp_path: Path) -
             placed: list[str] = []
             refused = 0
             outage = threading.Thread(target=restart, args=(3.0,))
+            give_up = time.monotonic() + 60
             for number in range(100):
                 if number == 30:
                     outage.start()  # Redis goes away for 3 s while orders keep coming
-                answer = place(shop, token, number)
-                if answer.status == 503:
-                    refused += 1  # Redis away: the caller is told so, at once or at its deadline
+                    give_up = time.monotonic() + 60
+                while True:
+                    answer = place(shop, token, number)
+                    if answer.status != 503:
+                        break
+                    # Redis away: the caller is told so, at once or at its deadline, and
+                    # tries again, as a client would; once Redis is back, orders go through.
+                    refused += 1
+                    assert time.monotonic() < give_up, "still refused a minute after the outage"
                     time.sleep(0.05)
-                    continue
                 assert answer.status == 202, answer
                 placed.append(answer.body["id"])
             outage.join()
             assert refused > 0, "the orders did not meet the outage"
-            assert len(placed) >= 60
             # Orders refused with 503 may exist all the same (the reply was what got lost):
             # every order the customer has must end, not only those accepted.
             settle_and_check(split, shop, token, placed, every_order=True)
