@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +60,9 @@ from bench.deployment import (
     payment_provider,
 )
 from bench.http_clients import _cpus
-from bench.load import ORDER_TIMEOUT, TERMINAL, WAIT_SECONDS, percentile, seeded
+from bench.load import ORDER_TIMEOUT, TERMINAL, WAIT_SECONDS, seeded
 from bench.report import Section, fmt
-from bench.timing import load_average, machine
+from bench.timing import Cell, load_average, machine
 
 CONTENDERS = ("uvicorn-h11", "uvicorn-h11-plain", "uvicorn-httptools", "granian")
 WORKLOADS = ("mix", "orders")
@@ -87,36 +87,6 @@ QUICK = Plan(requests=1_500, orders=60, rounds=3, warmup=200)
 FULL = Plan(requests=9_000, orders=300, rounds=3, warmup=600)
 #: A contender within this fraction of the baseline's requests/s on the shop does not win.
 CLEAR_WIN = 0.15
-
-
-@dataclass
-class Cell:
-    """What one server measured on one workload at one concurrency, summed over rounds."""
-
-    latencies: list[float] = field(default_factory=list)
-    wall_s: float = 0.0
-    cpu_s: float = 0.0
-    server_cpu_s: float = 0.0
-    errors: int = 0
-
-    @property
-    def count(self) -> int:
-        return len(self.latencies)
-
-    @property
-    def per_second(self) -> float:
-        return self.count / self.wall_s if self.wall_s else 0.0
-
-    def ms(self, fraction: float) -> float:
-        return percentile(self.latencies, fraction) * 1000
-
-    @property
-    def server_cpu_us(self) -> float:
-        return self.server_cpu_s / self.count * 1e6 if self.count else float("nan")
-
-    @property
-    def client_cpu_us(self) -> float:
-        return self.cpu_s / self.count * 1e6 if self.count else float("nan")
 
 
 # -- the servers ----------------------------------------------------------------------------
@@ -408,7 +378,7 @@ def report(
                         fmt(cell.ms(0.5)),
                         fmt(cell.ms(0.99)),
                         fmt(cell.server_cpu_us, 0),
-                        fmt(cell.client_cpu_us, 0),
+                        fmt(cell.cpu_us, 0),
                         str(cell.errors),
                         f"{rate:.2f}x",
                         f"{cpu:.2f}x",

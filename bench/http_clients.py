@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -43,9 +43,8 @@ import psutil
 
 from bench.deployment import free_port
 from bench.http_app import call_body
-from bench.load import percentile
 from bench.report import Section, fmt
-from bench.timing import load_average, machine
+from bench.timing import Cell, load_average, machine
 
 CLIENTS = ("aiohttp", "httpx")
 ROUTES = ("/bare", "/internal/call")
@@ -68,37 +67,6 @@ class Plan:
 
 QUICK = Plan(requests=2_000, rounds=2, warmup=200)
 FULL = Plan(requests=20_000, rounds=4, warmup=1_000)
-
-
-@dataclass
-class Cell:
-    """What one client measured on one route at one concurrency, summed over rounds."""
-
-    latencies: list[float] = field(default_factory=list)
-    wall_s: float = 0.0
-    cpu_s: float = 0.0
-    server_cpu_s: float = 0.0
-    errors: int = 0
-
-    @property
-    def count(self) -> int:
-        return len(self.latencies)
-
-    @property
-    def per_second(self) -> float:
-        return self.count / self.wall_s if self.wall_s else 0.0
-
-    def ms(self, fraction: float) -> float:
-        return percentile(self.latencies, fraction) * 1000
-
-    @property
-    def cpu_us(self) -> float:
-        """Client CPU microseconds per request."""
-        return self.cpu_s / self.count * 1e6 if self.count else float("nan")
-
-    @property
-    def server_cpu_us(self) -> float:
-        return self.server_cpu_s / self.count * 1e6 if self.count else float("nan")
 
 
 # -- the server -----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import httpx
 
 from bench.deployment import ADMIN_EMAIL, ADMIN_PASSWORD, Deployment
 from bench.statements import SqlCounts, per_order, scrape
+from bench.timing import percentile
 
 TERMINAL = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
 #: Polling backs off to this fraction of the time already waited, and at most this interval.
@@ -184,15 +185,6 @@ async def place_and_wait(
     except httpx.HTTPError as error:
         return Outcome(time.perf_counter() - started, type(error).__name__, polls)
     return Outcome(time.perf_counter() - started, status, polls)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of ``values`` (``fraction`` in 0..1)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 @dataclass

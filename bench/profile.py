@@ -25,8 +25,9 @@ from pathlib import Path
 
 from pyinstrument import Profiler
 
-from bench.load import next_poll, percentile
+from bench.load import next_poll
 from bench.statements import statement_report
+from bench.timing import percentile
 
 OUT = Path(__file__).with_name("out")
 

@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: Both clocks, read together: (perf_counter, process_time).
@@ -179,3 +179,44 @@ def machine() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of ``values`` (``fraction`` in 0..1)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+@dataclass
+class Cell:
+    """What one contender measured in one setting (a route, a concurrency), summed over its
+    rounds: the latency of each call, and the wall and CPU time of client and server."""
+
+    latencies: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
+    errors: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.wall_s if self.wall_s else 0.0
+
+    def ms(self, fraction: float) -> float:
+        return percentile(self.latencies, fraction) * 1000
+
+    @property
+    def cpu_us(self) -> float:
+        """Client CPU microseconds per call."""
+        return self.cpu_s / self.count * 1e6 if self.count else float("nan")
+
+    @property
+    def server_cpu_us(self) -> float:
+        return self.server_cpu_s / self.count * 1e6 if self.count else float("nan")

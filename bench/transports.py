@@ -39,15 +39,15 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench.deployment import free_port
-from bench.load import percentile
 from bench.report import Section, fmt, not_measured
+from bench.timing import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The issue's target, printed next to the ratios (never asserted).
@@ -70,36 +70,6 @@ class Plan:
 
 QUICK = Plan(calls=400, rounds=2, warmup=60, formats=("msgpack", "json"))
 FULL = Plan(calls=6_000, rounds=4, warmup=500, formats=("msgpack", "json"))
-
-
-@dataclass
-class Cell:
-    """What one contender measured at one concurrency, summed over rounds."""
-
-    latencies: list[float] = field(default_factory=list)
-    wall_s: float = 0.0
-    cpu_s: float = 0.0
-    server_cpu_s: float = 0.0
-    errors: int = 0
-
-    @property
-    def count(self) -> int:
-        return len(self.latencies)
-
-    @property
-    def per_second(self) -> float:
-        return self.count / self.wall_s if self.wall_s else 0.0
-
-    def ms(self, fraction: float) -> float:
-        return percentile(self.latencies, fraction) * 1000
-
-    @property
-    def cpu_us(self) -> float:
-        return self.cpu_s / self.count * 1e6 if self.count else float("nan")
-
-    @property
-    def server_cpu_us(self) -> float:
-        return self.server_cpu_s / self.count * 1e6 if self.count else float("nan")
 
 
 # -- the servers ------------------------------------------------------------------------------
