@@ -293,6 +293,8 @@ def _by_database(
     modules = list(modules) if modules is not None else shop_modules()
     grouped: dict[int, tuple[Database, list[History]]] = {}
     for module in modules:
+        if module.tables is None:
+            continue  # no tables, no database: the process maps none to it
         own = database if isinstance(database, Database) else database[module.name]
         grouped.setdefault(id(own), (own, []))[1].extend(schema_histories(module))
     return [entry for entry in grouped.values() if entry[1]]

@@ -179,6 +179,20 @@ async def test_production_refuses_a_database_behind_its_code(tmp_path: Path) -> 
         await database.dispose()
 
 
+async def test_a_module_without_tables_needs_no_database(tmp_path: Path) -> None:
+    # A process hosting a module that keeps no state maps no database to it (the trivial
+    # service of the benchmarks); start-up must migrate the others and leave it be.
+    from bench.trivial.module import module as trivial
+
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}")
+    catalog = next(module for module in shop_modules() if module.name == "catalog")
+    try:
+        await prepare_schema({"catalog": database}, [trivial, catalog], Settings())
+        assert all(not p.behind for p in await schema_positions({"catalog": database}, [catalog]))
+    finally:
+        await database.dispose()
+
+
 def cleave(environment: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "entrypoints.cli", *arguments],
