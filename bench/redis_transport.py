@@ -17,7 +17,9 @@
   consumer has backed off to its 1 s worker timeout by then; ours blocks instead).
 * **query round trip**: ``bus.ask(Peek())`` one after the other from the calling process,
   answered by the worker, against a raw ``LPUSH`` + ``BRPOP`` round trip between two
-  processes (redis-py, an echo process doing ``BRPOP`` + ``LPUSH``).
+  processes (redis-py, an echo process doing ``BRPOP`` + ``LPUSH``); and the same query
+  through dramatiq's consumer and worker threads (the ``cleave.request`` actor on the
+  module's queue, the path RabbitMQ takes) instead of the worker's event loop.
 * **sending from async code**: the same round trip and throughput with the caller's
   ``broker.enqueue`` on the event loop and in ``asyncio.to_thread`` (the transport enqueues
   requests on the loop and deliveries from threads: the better of each).
@@ -258,10 +260,12 @@ async def _cleave_throughput(namespace: str, count: int, offload: bool) -> float
         return count / (time.perf_counter() - started) if settled else 0.0
 
 
-async def _cleave_asks(namespace: str, asks: int, offload: bool) -> list[float]:
+async def _cleave_asks(
+    namespace: str, asks: int, offload: bool, on_loop: bool = True
+) -> list[float]:
     from bench.trivial.contracts import Peek
 
-    async with _caller(namespace, offload) as runtime:
+    async with _caller(namespace, offload, on_loop) as runtime:
         for _ in range(50):  # warm up
             await runtime.bus.ask(Peek())
         samples = []
@@ -297,7 +301,7 @@ async def _cleave_latency(namespace: str, timed: int) -> tuple[float, float, flo
 
 
 @contextlib.asynccontextmanager
-async def _caller(namespace: str, offload: bool) -> AsyncIterator[Any]:
+async def _caller(namespace: str, offload: bool, on_loop: bool = True) -> AsyncIterator[Any]:
     from adapters.bus.redis.client import QueueClient, QueueTransport
     from adapters.bus.redis.config import QueueConfig
     from bench.trivial import contracts
@@ -308,6 +312,7 @@ async def _caller(namespace: str, offload: bool) -> AsyncIterator[Any]:
 
     client = QueueClient(QueueConfig(redis_url=REDIS_URL, namespace=namespace), "bench")
     client.requests_offloaded = client.deliveries_offloaded = offload
+    client.requests_on_loop = on_loop
     codec = Codec(declared_messages(contracts), "json")
     remote = {"bench": Remote(contracts, QueueTransport(client, codec, "bench"))}
     runtime = bootstrap(database={}, settings=Settings(), modules=[], remote=remote)
@@ -376,16 +381,21 @@ def measure(*, quick: bool) -> Section:
                     turns.setdefault(name, []).append(run())
             out.update({name: _median(values) for name, values in turns.items()})
 
-            asked: dict[str, list[float]] = {"loop": [], "thread": [], "raw": []}
+            asked: dict[str, list[float]] = {"loop": [], "thread": [], "actor": [], "raw": []}
             for _ in range(rounds):
-                # As shipped: a request is enqueued on the loop.
+                # As shipped: a request is enqueued on the loop, taken by the worker's loop.
                 asked["loop"] += asyncio.run(_cleave_asks(names["cleave"], asks, False))
                 asked["thread"] += asyncio.run(_cleave_asks(names["cleave"], asks, True))
+                # Through dramatiq's consumer and worker threads (the cleave.request actor).
+                asked["actor"] += asyncio.run(_cleave_asks(names["cleave"], asks, False, False))
                 asked["raw"] += _raw_round_trips(names["echo"], asks)
             out["cleave_ask_p50_ms"], out["cleave_ask_p99_ms"] = (
                 1000 * value for value in _percentiles(asked["loop"])
             )
             out["cleave_ask_p50_ms_to_thread"] = 1000 * _percentiles(asked["thread"])[0]
+            out["cleave_ask_p50_ms_actor"], out["cleave_ask_p99_ms_actor"] = (
+                1000 * value for value in _percentiles(asked["actor"])
+            )
             out["raw_rt_p50_ms"], out["raw_rt_p99_ms"] = (
                 1000 * value for value in _percentiles(asked["raw"])
             )
@@ -423,6 +433,10 @@ def _section(out: dict[str, float], count: int, timed: int, asks: int, rounds: i
          f"{out['cleave_ask_p50_ms'] / out['raw_rt_p50_ms']:.2f}x raw"],
         ["query round trip p99, ms", "-", ms("cleave_ask_p99_ms"), ms("raw_rt_p99_ms"),
          f"{out['cleave_ask_p99_ms'] / out['raw_rt_p99_ms']:.2f}x raw"],
+        ["  the same through dramatiq's threads, p50", "-", ms("cleave_ask_p50_ms_actor"),
+         ms("raw_rt_p50_ms"), f"{out['cleave_ask_p50_ms_actor'] / out['raw_rt_p50_ms']:.2f}x raw"],
+        ["  the same through dramatiq's threads, p99", "-", ms("cleave_ask_p99_ms_actor"),
+         ms("raw_rt_p99_ms"), f"{out['cleave_ask_p99_ms_actor'] / out['raw_rt_p99_ms']:.2f}x raw"],
         ["worker RSS, MiB", fmt(out["plain_worker_rss_mib"], 1),
          fmt(out["cleave_worker_rss_mib"], 1), "-",
          f"{out['cleave_worker_rss_mib'] / out['plain_worker_rss_mib']:.2f}x"],

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, get
@@ -25,6 +25,7 @@ from adapters.http.openapi import StrictStructSchemaPlugin, describe_edge
 from adapters.http.problems import EXCEPTION_HANDLERS, refuse_nul_characters
 from adapters.http.slow_clients import body_deadline
 from adapters.http.throttle import Throttle, storage_uri
+from adapters.observability.http_spans import request_spans
 from adapters.observability.requests import request_log
 from entrypoints.bootstrap import SHOP_PACKAGES
 from entrypoints.process import ProcessPlan, RunningProcess, monolith_plan, service_plan
@@ -132,6 +133,42 @@ def process_app(plan: ProcessPlan, settings: Settings, *, shared_counts: bool = 
     other processes serve the same public API, so the rate limits count in Redis (unless
     ``CLEAVE_RATE_LIMIT_STORAGE`` says otherwise)."""
     process = RunningProcess(plan, settings)
+    # Every token is checked against identity's current answer (kept a few seconds).
+    current_roles = CurrentRoles(lambda: process.runtime.bus if process.runtime else None)
+    auth = jwt_auth(settings.jwt_secret, settings.jwt_ttl_seconds, current_roles)
+    app = Litestar(
+        route_handlers=_routes(process, settings),
+        lifespan=[_lifespan(process)],
+        dependencies={
+            "bus": Provide(provide_bus, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        # The server span of a request (when the process traces) wraps everything, the
+        # authentication's look at the caller's roles included: it comes last, outermost.
+        on_app_init=[auth.on_app_init, *request_spans()],
+        guards=[role_guard],
+        before_request=refuse_nul_characters,
+        middleware=[
+            request_log,
+            HTTP_METRICS.middleware,
+            body_deadline(settings.body_timeout_seconds),
+            _throttle(settings, shared_counts).middleware,
+        ],
+        openapi_config=_openapi_config() if plan.public else None,
+        plugins=[StrictStructSchemaPlugin()],
+        request_max_body_size=settings.max_body_bytes,
+        state=State({"settings": settings, "plan": plan}),
+        # Logging is the process's business (the CLI configures it), not the framework's.
+        logging_config=None,
+    )
+    if plan.public:
+        describe_edge(app, auth)
+    return app
+
+
+def _lifespan(process: RunningProcess) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Start the process's runtime with the app, and stop it with the app (or a failed start)."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -142,72 +179,59 @@ def process_app(plan: ProcessPlan, settings: Settings, *, shared_counts: bool = 
         finally:
             await process.stop()
 
+    return lifespan
+
+
+def _routes(process: RunningProcess, settings: Settings) -> list[Any]:
+    """Health and metrics always; the docs and the shop's routes on the public face; the
+    internal endpoint where the process hosts modules."""
+    plan = process.plan
     routes: list[Any] = [live, ready, metrics_route(lambda state: state.get("runtime"))]
     if plan.public:
         routes.append(docs)
         routes.extend(shop_routes())
     if plan.hosted:
-        from adapters.bus.http.server import internal_router
-        from adapters.observability.messages import OBSERVER
+        routes.append(_internal_router(process, settings))
+    return routes
 
-        if plan.split:
-            # Other processes call this one's modules over HTTP.
-            OBSERVER.wire = "http"
-        from adapters.bus.http.signing import Verifier
 
-        verifier = Verifier(settings.service_key, settings.service_signature_window_seconds)
-        routes.append(
-            internal_router(lambda: process.receivers or None, verifier, frozenset(plan.hosted))
-        )
-    # Every token is checked against identity's current answer (kept a few seconds).
-    current_roles = CurrentRoles(lambda: process.runtime.bus if process.runtime else None)
-    auth = jwt_auth(settings.jwt_secret, settings.jwt_ttl_seconds, current_roles)
+def _internal_router(process: RunningProcess, settings: Settings) -> Any:
+    """The endpoint other processes call this one's modules through, signed requests only."""
+    from adapters.bus.http.server import internal_router
+    from adapters.bus.http.signing import Verifier
+    from adapters.observability.messages import OBSERVER
+
+    plan = process.plan
+    if plan.split:
+        # Other processes call this one's modules over HTTP.
+        OBSERVER.wire = "http"
+    verifier = Verifier(settings.service_key, settings.service_signature_window_seconds)
+    return internal_router(lambda: process.receivers or None, verifier, frozenset(plan.hosted))
+
+
+def _throttle(settings: Settings, shared_counts: bool) -> Throttle:
+    """The rate limits of logins and registrations, counted in this process or in Redis."""
     storage = settings.rate_limit_storage
     if storage == "auto":
         storage = "redis" if shared_counts else "memory"
-    throttle = Throttle(
+    return Throttle(
         per_address_per_minute=settings.auth_rate_limit_per_minute,
         account_failures=settings.login_failures_per_account,
         account_window_seconds=settings.login_failure_window_seconds,
         storage=storage_uri(storage, settings.redis_url),
         key_prefix=settings.queue_namespace,
     )
-    app = Litestar(
-        route_handlers=routes,
-        lifespan=[lifespan],
-        dependencies={
-            "bus": Provide(provide_bus, sync_to_thread=False),
-            "principal": Provide(provide_principal, sync_to_thread=False),
-        },
-        exception_handlers=EXCEPTION_HANDLERS,
-        on_app_init=[auth.on_app_init],
-        guards=[role_guard],
-        before_request=refuse_nul_characters,
-        middleware=[
-            request_log,
-            HTTP_METRICS.middleware,
-            body_deadline(settings.body_timeout_seconds),
-            throttle.middleware,
-        ],
-        openapi_config=OpenAPIConfig(
-            title="Cleave shop",
-            version="0.1.0",
-            description="A modular monolith: identity, catalog, inventory, ordering, "
-            "payments and notifications over one message bus.",
-            path="/schema",
-            render_plugins=[SWAGGER, ScalarRenderPlugin(path="/scalar")],
-        )
-        if plan.public
-        else None,
-        plugins=[StrictStructSchemaPlugin()],
-        request_max_body_size=settings.max_body_bytes,
-        state=State({"settings": settings, "plan": plan}),
-        # Logging is the process's business (the CLI configures it), not the framework's.
-        logging_config=None,
+
+
+def _openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Cleave shop",
+        version="0.1.0",
+        description="A modular monolith: identity, catalog, inventory, ordering, "
+        "payments and notifications over one message bus.",
+        path="/schema",
+        render_plugins=[SWAGGER, ScalarRenderPlugin(path="/scalar")],
     )
-    if plan.public:
-        describe_edge(app, auth)
-    return app
 
 
 def shop_routes(names: list[str] | None = None) -> list[Any]:

@@ -18,6 +18,7 @@ import punq
 
 from adapters.bus.inprocess import InProcessTransport
 from adapters.bus.loopback import LoopbackTransport
+from adapters.memory import MemoryOutbox, MemoryStorage
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.migrations import (
     FromEmpty,
@@ -27,7 +28,8 @@ from adapters.sqlalchemy.migrations import (
     positions,
     upgrade,
 )
-from adapters.sqlalchemy.storage import SqlOutboxStore, SqlStorage
+from adapters.sqlalchemy.outbox import SqlOutboxStore
+from adapters.sqlalchemy.storage import SqlStorage
 from entrypoints.settings import Settings
 from kernel.bus import Bus, MessageBus, Transport
 from kernel.clock import Clock, SystemClock
@@ -36,11 +38,12 @@ from kernel.dispatch import Dispatcher
 from kernel.errors import ConfigurationError
 from kernel.module import Module
 from kernel.observe import Observer
+from kernel.outbox import RetryPolicy
 from kernel.receiver import Receiver
 from kernel.registry import Registry
-from kernel.relay import MemoryOutbox, Relay, RetryPolicy
+from kernel.relay import Relay
 from kernel.runtime import Runtime, ScheduledTimer
-from kernel.unit_of_work import MemoryStorage, Storage, Transaction
+from kernel.unit_of_work import Storage, Transaction
 
 if TYPE_CHECKING:
     from adapters.observability.tracing import Tracing
@@ -119,25 +122,71 @@ def bootstrap(
     """
     clock = clock or SystemClock()
     settings = settings or Settings()
-    modules = list(modules) if modules is not None else shop_modules()
-    remote = dict(remote or {})
-    if hosted is not None:
-        remote.update({m.name: Remote(m.contracts) for m in modules if m.name not in hosted})
-        modules = [module for module in modules if module.name in hosted]
+    tracing = tracing or _process_tracing()
+    modules, remote = _split_hosted(
+        list(modules) if modules is not None else shop_modules(), dict(remote or {}), hosted
+    )
     registry = Registry(modules, {name: entry.contracts for name, entry in remote.items()})
-
     container = _container(
         settings, clock, modules, ports, payment_provider, password_hasher, token_issuer
     )
     outbox = MemoryOutbox()
     bus = MessageBus(registry, outbox)
+    _wire_modules(container, bus, modules)
+
+    codec = Codec(registry.message_types(), "json")
+    storages, relays, timers = _persistence(
+        modules, database, registry, codec, clock, outbox, bus, settings
+    )
+    dispatcher = Dispatcher(registry, storages, container.resolve, clock)
+    dispatcher.observer = observer if observer is not None else _process_observer(transport)
+    if tracing is not None:
+        dispatcher.tracer = tracing
+    receiver = Receiver(dispatcher, codec)
+    local = _local_transport(transport, dispatcher, receiver, codec, wrap_transport, tracing)
+    bus.connect(_transports(modules, local, remote, tracing))
+    return Runtime(
+        bus=bus,
+        relays=relays,
+        timers=timers,
+        clock=clock,
+        container=container,
+        receiver=receiver,
+    )
+
+
+def _split_hosted(
+    modules: list[Module], remote: dict[str, Remote], hosted: Sequence[str] | None
+) -> tuple[list[Module], dict[str, Remote]]:
+    """The modules this process runs, and the remotes: with ``hosted``, the modules it does
+    not name are declared as remotes no transport reaches."""
+    if hosted is None:
+        return modules, remote
+    remote.update({m.name: Remote(m.contracts) for m in modules if m.name not in hosted})
+    return [module for module in modules if module.name in hosted], remote
+
+
+def _wire_modules(container: punq.Container, bus: MessageBus, modules: Sequence[Module]) -> None:
+    """Bind the bus, then let each module register its own collaborators."""
     container.register(Bus, instance=bus)
     container.register(MessageBus, instance=bus)
     for module in modules:
         if module.wiring is not None:
             module.wiring(container)
 
-    codec = Codec(registry.message_types(), "json")
+
+def _persistence(
+    modules: Sequence[Module],
+    database: Database | Mapping[str, Database],
+    registry: Registry,
+    codec: Codec,
+    clock: Clock,
+    outbox: MemoryOutbox,
+    bus: MessageBus,
+    settings: Settings,
+) -> tuple[dict[str, Storage], list[Relay], list[ScheduledTimer]]:
+    """Each module's storage; the relays that deliver what the units of work committed (the
+    in-memory outbox's, then each SQL outbox's); and the modules' timers."""
     memory_relay = Relay("memory", outbox, bus.deliver, clock, _retry_policy(settings))
     outbox.on_add = memory_relay.notify
     relays = [memory_relay]
@@ -151,13 +200,19 @@ def bootstrap(
         timers.extend(
             ScheduledTimer(module.name, timer, storage.claim_tick) for timer in module.timers
         )
+    return storages, relays, timers
 
-    dispatcher = Dispatcher(registry, storages, container.resolve)
-    dispatcher.observer = observer if observer is not None else _process_observer(transport)
-    tracing = tracing or _process_tracing()
-    if tracing is not None:
-        dispatcher.tracer = tracing
-    receiver = Receiver(dispatcher, codec)
+
+def _local_transport(
+    transport: TransportName | Callable[[Receiver], Transport],
+    dispatcher: Dispatcher,
+    receiver: Receiver,
+    codec: Codec,
+    wrap_transport: Callable[[Transport], Transport] | None,
+    tracing: Tracing | None,
+) -> Transport:
+    """The transport to the modules hosted here, as named (or built from ``receiver``),
+    wrapped by the caller's decoration, then by tracing (outermost)."""
     local: Transport
     if transport == "inprocess":
         local = InProcessTransport(dispatcher)
@@ -169,23 +224,24 @@ def bootstrap(
         raise ConfigurationError(f"unknown transport {transport!r}: inprocess or loopback")
     if wrap_transport is not None:
         local = wrap_transport(local)
-    if tracing is not None:
-        local = tracing.transport(local)
+    return local if tracing is None else tracing.transport(local)
+
+
+def _transports(
+    modules: Sequence[Module],
+    local: Transport,
+    remote: Mapping[str, Remote],
+    tracing: Tracing | None,
+) -> dict[str, Transport]:
+    """The transport to each module the bus can reach: the local one for the hosted
+    modules, each reachable remote's own (traced when the process traces)."""
     transports: dict[str, Transport] = {module.name: local for module in modules}
     for name, entry in remote.items():
         if entry.transport is not None:
             transports[name] = (
                 entry.transport if tracing is None else tracing.transport(entry.transport)
             )
-    bus.connect(transports)
-    return Runtime(
-        bus=bus,
-        relays=relays,
-        timers=timers,
-        clock=clock,
-        container=container,
-        receiver=receiver,
-    )
+    return transports
 
 
 def _process_observer(transport: object) -> Observer:
@@ -243,7 +299,7 @@ def _container(
             settings.jwt_secret, settings.jwt_ttl_seconds
         )
     if "ordering" in hosted:
-        from modules.ordering.ports import OrderingSettings
+        from modules.ordering.settings import OrderingSettings
 
         bound.setdefault(
             OrderingSettings,
@@ -252,6 +308,7 @@ def _container(
                 max_open_orders=settings.max_open_orders,
                 orders_per_minute=settings.orders_per_minute,
                 idempotency_key_seconds=settings.idempotency_key_seconds,
+                price_cache_seconds=settings.price_cache_seconds,
             ),
         )
     for port, implementation in bound.items():

@@ -182,7 +182,11 @@ async def _recorded_shop() -> AsyncIterator[tuple[Runtime, Recording]]:
     from entrypoints.settings import Settings
 
     recording = Recording()
-    settings = Settings(password_hash_cost="low", delivery_backoff_seconds=0.01)
+    # Without ordering's price cache: every order's flow shows the prices it asks for (with
+    # it, all but the first would find them cached; ADR 0018).
+    settings = Settings(
+        password_hash_cost="low", delivery_backoff_seconds=0.01, price_cache_seconds=0
+    )
     with (
         tempfile.TemporaryDirectory(prefix="cleave-graph-") as folder,
         SandboxPaymentProvider(slow_seconds=1.0) as sandbox,

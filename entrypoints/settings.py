@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from adapters.bus.http.signing import DEVELOPMENT_SERVICE_KEY
-from kernel.settings import load_settings
+from entrypoints.environment import load_settings
 
 #: The signing secret used when none is configured. Fine on a laptop, never in production:
 #: the app warns at start-up while it is in use.
@@ -74,6 +74,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: How long a customer's Idempotency-Key is remembered (at least a day: clients retry
     #: for hours).
     idempotency_key_seconds: Annotated[float, msgspec.Meta(ge=86_400.0)] = 86_400.0
+    #: How long ordering uses a price the catalog gave for new orders (events update it
+    #: meanwhile); 0 asks the catalog for every order (docs/adr/0018-price-cache.md).
+    price_cache_seconds: Annotated[float, msgspec.Meta(ge=0.0)] = 30.0
     #: Relay: how many times a failed delivery is tried before it becomes a dead letter.
     delivery_attempts: int = 8
     delivery_backoff_seconds: float = 0.2

@@ -16,11 +16,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from kernel.errors import ConfigurationError
-from kernel.ids import new_message_id
-from kernel.messages import Command, Envelope, Event, Message, Principal, Query, message_name
+from kernel.messages import (
+    Command,
+    Envelope,
+    Event,
+    Message,
+    Principal,
+    Query,
+    message_name,
+    new_envelope,
+)
 from kernel.registry import Registry
-from kernel.relay import MemoryOutbox
-from kernel.unit_of_work import current_unit_of_work, fan_out
+from kernel.routing import PendingOutbox, fan_out
+from kernel.unit_of_work import current_unit_of_work
 
 R = TypeVar("R")
 
@@ -35,6 +43,7 @@ class Bus(Protocol):
     async def send(
         self,
         command: Command[R],
+        /,
         *,
         principal: Principal | None = None,
         deadline: float | None = None,
@@ -45,6 +54,7 @@ class Bus(Protocol):
     async def ask(
         self,
         query: Query[R],
+        /,
         *,
         principal: Principal | None = None,
         deadline: float | None = None,
@@ -77,23 +87,26 @@ class Transport(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class _Route:
+class _Requester:
+    """How this process reaches the one handler of a command or query class."""
+
     name: str
     version: int
     call: Call
 
 
 class MessageBus:
-    """The ``Bus`` of one process: routes each message to its module's transport."""
+    """The ``Bus`` of one process: hands each message to its module's transport."""
 
-    def __init__(self, registry: Registry, outbox: MemoryOutbox) -> None:
+    def __init__(self, registry: Registry, outbox: PendingOutbox) -> None:
         self.registry = registry
+        #: Takes what is emitted outside any unit of work (an in-memory outbox).
         self._outbox = outbox
-        self._routes: dict[type[Message], _Route] = {}
+        self._requesters: dict[type[Message], _Requester] = {}
         self._deliverers: dict[str, Call] = {}
 
     def connect(self, transports: Mapping[str, Transport]) -> None:
-        """Route each module's messages through its transport (module name -> transport).
+        """Reach each module's handlers through its transport (module name -> transport).
 
         Separate from construction because handlers receive the bus as a collaborator
         before the transports that call those handlers exist. A module with no transport
@@ -102,72 +115,49 @@ class MessageBus:
         for cls, module in self.registry.owners.items():
             transport = transports.get(module)
             if transport is not None and issubclass(cls, Command | Query):
-                self._routes[cls] = _Route(
+                self._requesters[cls] = _Requester(
                     message_name(cls), cls.version, transport.requester(module, cls)
                 )
         for module, transport in transports.items():
             self._deliverers[module] = transport.deliverer(module)
 
-    def _envelope(
-        self, route: _Route, principal: Principal | None, deadline: float | None
-    ) -> Envelope:
-        unit = current_unit_of_work()
-        if unit is None:
-            return Envelope(
-                message_id=new_message_id(),
-                name=route.name,
-                version=route.version,
-                principal=principal,
-                deadline=deadline,
-            )
-        parent = unit.envelope
-        return parent.child(
-            new_message_id(),
-            route.name,
-            route.version,
-            principal=principal,
-            deadline=deadline or parent.deadline,
-        )
-
-    def _route(self, message: Message) -> _Route:
+    def _requester(self, message: Message) -> _Requester:
         try:
-            return self._routes[type(message)]
+            return self._requesters[type(message)]
         except KeyError:
             raise ConfigurationError(
                 f"no module in this topology handles {type(message).__qualname__}"
             ) from None
 
-    async def send(
+    async def request(
         self,
-        command: Command[R],
+        message: Command[R] | Query[R],
+        /,
         *,
         principal: Principal | None = None,
         deadline: float | None = None,
     ) -> R:
-        result: R = await self._request(command, principal, deadline)
+        """Run the handler of a command or query, wherever it is, and return its result."""
+        requester = self._requesters.get(type(message)) or self._requester(message)
+        unit = current_unit_of_work()
+        parent = None if unit is None else unit.envelope
+        envelope = new_envelope(
+            requester.name, requester.version, parent, principal, deadline, awaited=True
+        )
+        result: R = await requester.call(message, envelope)
         return result
 
-    async def ask(
-        self,
-        query: Query[R],
-        *,
-        principal: Principal | None = None,
-        deadline: float | None = None,
-    ) -> R:
-        result: R = await self._request(query, principal, deadline)
-        return result
-
-    async def _request(
-        self, message: Message, principal: Principal | None, deadline: float | None
-    ) -> Any:
-        route = self._routes.get(type(message)) or self._route(message)
-        return await route.call(message, self._envelope(route, principal, deadline))
+    # One path for both: a command and a query travel alike; only their meaning differs.
+    send = request
+    ask = request
 
     async def publish(self, event: Event) -> None:
+        """Emit ``event`` to its subscribers (see ``Bus.publish``)."""
         self._emit(event)
 
     async def defer(self, command: Command[Any]) -> None:
-        self._route(command)  # refuse now a command nobody can handle
+        """Emit ``command`` to its owner without waiting (see ``Bus.defer``)."""
+        self._requester(command)  # refuse now a command nobody can handle
         self._emit(command)
 
     def _emit(self, message: Message) -> None:

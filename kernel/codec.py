@@ -79,12 +79,15 @@ class Codec:
         return frame.envelope, self.decode_body(frame.envelope, frame.message)
 
     def encode_envelope(self, envelope: Envelope) -> bytes:
+        """The envelope alone (an outbox row keeps it apart from the body)."""
         return self._encode(envelope)
 
     def encode_body(self, message: Message) -> bytes:
+        """The message alone, without its envelope."""
         return self._encode(message)
 
     def decode_envelope(self, data: bytes) -> Envelope:
+        """An envelope from ``encode_envelope``'s bytes; ``PoisonMessage`` if impossible."""
         try:
             envelope: Envelope = self._envelope.decode(data)
             return envelope

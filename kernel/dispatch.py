@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernel.binding import BoundHandler, bind
+from kernel.clock import Clock, SystemClock
 from kernel.errors import (
     ConcurrencyConflict,
     ConfigurationError,
@@ -53,8 +54,11 @@ class Dispatcher:
         registry: Registry,
         storages: Mapping[str, Storage],
         resolve: Callable[[Any], Any],
+        clock: Clock | None = None,
     ) -> None:
         self.registry = registry
+        #: Reads the clock that deadlines are set by (the process's one ``Clock``).
+        self._now = (clock or SystemClock()).now
         self.local: dict[str, LocalEndpoint] = {}
         for name, endpoint in registry.endpoints.items():
             storage = storages.get(endpoint.module)
@@ -74,17 +78,6 @@ class Dispatcher:
         #: Opens a span around every handler (traces); the composition root sets it.
         self.tracer: Tracer | None = None
 
-    def hosts(self, module: str) -> bool:
-        """Whether ``module`` runs in this process."""
-        return self.registry.hosts(module)
-
-    def endpoint(self, name: str) -> LocalEndpoint:
-        """The local endpoint called ``name``."""
-        try:
-            return self.local[name]
-        except KeyError:
-            raise ConfigurationError(f"handler {name!r} does not run in this process") from None
-
     def handler_of(self, message: type[Message]) -> LocalEndpoint:
         """The local handler of a command or query."""
         endpoint = self.registry.handlers.get(message)
@@ -100,7 +93,7 @@ class Dispatcher:
         if endpoint is None:
             raise PoisonMessage(f"no module hosted here handles {envelope.name}")
         return await self.handle(
-            self.local[endpoint.name], message, envelope, once=False, arrival=arrival
+            self.local[endpoint.name], message, envelope, deduplicate=False, arrival=arrival
         )
 
     async def deliver(
@@ -120,23 +113,22 @@ class Dispatcher:
                 raise PoisonMessage(f"module {module!r} does not handle {envelope.name} here")
             receivers = self._receivers[key] = tuple(self.local[e.name] for e in found)
         for local in receivers:
-            await self.handle(local, message, envelope, once=True, arrival=arrival)
+            await self.handle(local, message, envelope, deduplicate=True, arrival=arrival)
 
     async def handle(
         self,
         local: LocalEndpoint,
         message: Message,
         envelope: Envelope,
-        *,
-        once: bool,
+        deduplicate: bool = False,
         arrival: Arrival = "inprocess",
     ) -> Any:
         """Run ``local``'s handler on ``message`` in a fresh unit of work and commit it.
 
-        With ``once`` (asynchronous deliveries), the inbox makes a redelivered message a no-op:
-        it returns ``None`` without running the handler a second time.
+        With ``deduplicate`` (asynchronous deliveries, which may come again), the inbox makes a
+        redelivered message a no-op: it returns ``None`` without running the handler again.
         """
-        if envelope.deadline is not None and time.time() > envelope.deadline:
+        if envelope.deadline is not None and self._now() > envelope.deadline:
             raise Unavailable(f"{envelope.name}: the caller's deadline has passed", code="deadline")
         # Timing costs two clock reads: only when someone observes.
         observer = self.observer
@@ -147,22 +139,20 @@ class Dispatcher:
         attempt = 1
         try:
             while True:
-                unit = local.storage.unit_of_work(envelope)
+                # After a lost race the storage reruns it so that it cannot lose again.
+                unit = local.storage.unit_of_work(envelope, attempt > 1)
                 token = unit.enter()
                 try:
-                    if attempt > 1:
-                        # It lost a race: run it again alone, so that it cannot lose again.
-                        await unit.exclusive()
-                    if once and await unit.handled(local.endpoint.name):
+                    if deduplicate and await unit.handled(local.endpoint.name):
                         await unit.rollback()
                         self.deliveries[(local.endpoint.name, "repeat")] += 1
                         outcome = "repeat"
                         return None
                     result = await local.call(message, envelope)
-                    if once:
+                    if deduplicate:
                         unit.mark_handled(local.endpoint.name)
                     await unit.commit()
-                    if once:
+                    if deduplicate:
                         self.deliveries[(local.endpoint.name, "handled")] += 1
                     if unit.committed is not None:
                         _run_committed(unit.committed, envelope)

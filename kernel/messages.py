@@ -19,6 +19,8 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
+from kernel.ids import new_message_id
+
 R = TypeVar("R")
 
 
@@ -88,32 +90,41 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     deadline: float | None = None
     attempt: int = 1
 
-    def child(
-        self,
-        message_id: str,
-        name: str,
-        version: int,
-        *,
-        principal: Principal | None = None,
-        deadline: float | None = None,
-    ) -> Envelope:
-        """The envelope of a message sent or emitted while handling this one.
 
-        It keeps the correlation, the trace and the caller (unless ``principal`` replaces it).
-        A message emitted through the outbox is delivered later and gets no ``deadline``; a
-        synchronous call passes its own, or this one's, since its caller is still waiting.
-        """
+def new_envelope(
+    name: str,
+    version: int,
+    parent: Envelope | None = None,
+    principal: Principal | None = None,
+    deadline: float | None = None,
+    awaited: bool = False,
+) -> Envelope:
+    """The envelope of a new message named ``name``: the one place envelopes are made.
+
+    Sent or emitted while handling ``parent``, it keeps the parent's correlation, trace and
+    caller (unless ``principal`` replaces it). An ``awaited`` call (``send``, ``ask``) passes
+    its own ``deadline``, or else the parent's, since that caller is still waiting; a message
+    emitted through the outbox is delivered later and gets none.
+    """
+    if parent is None:
         return Envelope(
-            message_id=message_id,
+            message_id=new_message_id(),
             name=name,
             version=version,
-            correlation_id=self.correlation_id or self.message_id,
-            causation_id=self.message_id,
-            principal=principal or self.principal,
-            traceparent=self.traceparent,
-            tracestate=self.tracestate,
+            principal=principal,
             deadline=deadline,
         )
+    return Envelope(
+        message_id=new_message_id(),
+        name=name,
+        version=version,
+        correlation_id=parent.correlation_id or parent.message_id,
+        causation_id=parent.message_id,
+        principal=principal or parent.principal,
+        traceparent=parent.traceparent,
+        tracestate=parent.tracestate,
+        deadline=deadline or (parent.deadline if awaited else None),
+    )
 
 
 def message_name(cls: type[Message]) -> str:

@@ -3,16 +3,15 @@
 Built once at start-up from the declarations of the modules a process hosts and the contracts
 of every other module. It refuses, with one message listing every problem, a command or query
 without a handler or with two, a handler for another module's message, an event subscribed to
-that no module declares (or that the subscriber's contracts do not list), a message name used
-twice, and a module that imports another module's internals (anything but its ``contracts``).
+that no module declares (or that the subscriber's contracts do not list), and a message name
+used twice. That modules import only each other's ``contracts`` is checked by import-linter in
+the test suite (``tests/unit/test_code_rules.py``), not at start-up.
 """
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -52,36 +51,63 @@ class Registry:
         self, modules: Sequence[Module], remote: Mapping[str, ModuleType] | None = None
     ) -> None:
         problems: list[str] = []
+        #: The modules hosted here, by name.
         self.modules: dict[str, Module] = {}
+        #: The contracts of every module of the system, hosted here or not.
+        self.contracts: dict[str, ModuleType] = {}
+        #: The module whose contracts declare each message class.
+        self.owners: dict[type[Message], str] = {}
+        #: Every declared message class, by its wire name.
+        self.types: dict[str, type[Message]] = {}
+        #: Module names subscribed to each event, as every module's contracts declare.
+        self.subscribers: dict[type[Message], list[str]] = {}
+        #: The handler of each command and query of the modules hosted here.
+        self.handlers: dict[type[Message], Endpoint] = {}
+        #: The handlers of each (hosted module, subscribed event).
+        self.subscriptions: dict[tuple[str, type[Message]], list[Endpoint]] = {}
+        #: Every handler hosted here, by its name (the inbox and dead letters use it).
+        self.endpoints: dict[str, Endpoint] = {}
+
+        self._add_modules(modules, remote or {}, problems)
+        self._add_messages(problems)
+        self._add_subscribers(problems)
+        for module in modules:
+            self._add_handlers(module, problems)
+            self._add_subscriptions(module, problems)
+        self._check_requests_handled(problems)
+        if problems:
+            raise ConfigurationError(
+                "the modules do not fit together:\n  - " + "\n  - ".join(problems)
+            )
+
+    def _add_modules(
+        self, modules: Sequence[Module], remote: Mapping[str, ModuleType], problems: list[str]
+    ) -> None:
         for module in modules:
             if module.name in self.modules:
                 problems.append(f"two modules are named {module.name!r}")
             self.modules[module.name] = module
-        #: The contracts of every module of the system, hosted here or not.
-        self.contracts: dict[str, ModuleType] = {
-            module.name: module.contracts for module in modules
-        }
-        for name, contracts in (remote or {}).items():
+            self.contracts[module.name] = module.contracts
+        for name, contracts in remote.items():
             if name in self.contracts:
                 problems.append(f"module {name!r} is both hosted here and remote")
             self.contracts[name] = contracts
 
-        self.owners: dict[type[Message], str] = {}
-        self.types: dict[str, type[Message]] = {}
+    def _add_messages(self, problems: list[str]) -> None:
         for name, contracts in self.contracts.items():
             for cls in declared_messages(contracts):
                 tag = message_name(cls)
-                if tag in self.types and self.types[tag] is not cls:
+                known = self.types.get(tag)
+                if known is not None and known is not cls:
                     problems.append(
                         f"message name {tag!r} is used by both "
-                        f"{self.types[tag].__module__}.{self.types[tag].__qualname__} and "
+                        f"{known.__module__}.{known.__qualname__} and "
                         f"{cls.__module__}.{cls.__qualname__}"
                     )
                 self.types[tag] = cls
                 self.owners[cls] = name
 
-        #: Module names subscribed to each event, as every module's contracts declare.
-        self.subscribers: dict[type[Message], list[str]] = {}
+    def _add_subscribers(self, problems: list[str]) -> None:
         for name, contracts in self.contracts.items():
             for event in subscribed_events(contracts):
                 if event not in self.owners or not issubclass(event, Event):
@@ -92,25 +118,11 @@ class Registry:
                     continue
                 self.subscribers.setdefault(event, []).append(name)
 
-        #: The handler of each command and query of the modules hosted here.
-        self.handlers: dict[type[Message], Endpoint] = {}
-        #: The handlers of each (hosted module, subscribed event).
-        self.subscriptions: dict[tuple[str, type[Message]], list[Endpoint]] = {}
-        #: Every handler hosted here, by its name (the inbox and dead letters use it).
-        self.endpoints: dict[str, Endpoint] = {}
-        for module in modules:
-            self._add_handlers(module, problems)
-            self._add_subscriptions(module, problems)
+    def _check_requests_handled(self, problems: list[str]) -> None:
         for cls, owner in self.owners.items():
             hosted_request = owner in self.modules and issubclass(cls, Command | Query)
             if hosted_request and cls not in self.handlers:
                 problems.append(f"{_label(cls)} (declared by {owner!r}) has no handler")
-
-        problems.extend(boundary_violations(modules, self.contracts))
-        if problems:
-            raise ConfigurationError(
-                "the modules do not fit together:\n  - " + "\n  - ".join(problems)
-            )
 
     def _add_handlers(self, module: Module, problems: list[str]) -> None:
         for cls, handler in module.handlers.items():
@@ -214,54 +226,3 @@ class Registry:
 def _label(cls: type[Any]) -> str:
     tag = getattr(getattr(cls, "__struct_config__", None), "tag", None)
     return f"{cls.__qualname__} ({tag})" if isinstance(tag, str) else cls.__qualname__
-
-
-def boundary_violations(
-    modules: Sequence[Module], contracts: Mapping[str, ModuleType]
-) -> list[str]:
-    """Imports of another module's internals, found by reading each hosted module's source."""
-    packages = {contract.__name__.rpartition(".")[0]: name for name, contract in contracts.items()}
-    problems: list[str] = []
-    for module in modules:
-        root = Path(module.contracts.__file__ or "").parent
-        for path in sorted(root.rglob("*.py")):
-            source_module = _dotted(module.package, root, path)
-            for imported in _imports(path, source_module):
-                for package, other in packages.items():
-                    if other == module.name:
-                        continue
-                    if imported == package or imported.startswith(package + "."):
-                        allowed = package + ".contracts"
-                        if imported != allowed and not imported.startswith(allowed + "."):
-                            problems.append(
-                                f"{source_module} imports {imported}: module {module.name!r} may "
-                                f"use only {allowed} of module {other!r}"
-                            )
-    return problems
-
-
-def _dotted(package: str, root: Path, path: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join([package, *parts])
-
-
-def _imports(path: Path, source_module: str) -> list[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    is_package = path.name == "__init__.py"
-    found: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = source_module.split(".")
-                if not is_package:
-                    anchor = anchor[:-1]
-                anchor = anchor[: len(anchor) - (node.level - 1)]
-                base = ".".join([*anchor, base]) if base else ".".join(anchor)
-            # `from pkg import name` may import a submodule: report both forms.
-            found.extend(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
-    return found

@@ -17,95 +17,17 @@ Nothing is dropped: a record leaves the outbox only when delivered or dead-lette
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Collection
 
 import msgspec
 
 from kernel.clock import Clock
 from kernel.errors import CleaveError, PoisonMessage
-from kernel.messages import Envelope, Message
-from kernel.unit_of_work import PendingDelivery
+from kernel.outbox import Deliver, OutboxRecord, OutboxStore, RetryPolicy
 
 log = logging.getLogger("cleave.relay")
-
-
-@dataclass(slots=True)
-class OutboxRecord:
-    """One pending delivery as the store hands it to the relay."""
-
-    id: int
-    target: str
-    envelope: Envelope | None
-    message: Message | None
-    partition: str | None = None
-    attempts: int = 0
-    #: Why the record cannot be decoded; such a record goes straight to the dead letters.
-    poison: str | None = None
-    #: The stored bytes, kept for the dead letter when the record is poison.
-    raw: bytes = b""
-    #: Whether a newer record of the same (target, partition) waits behind this one when it
-    #: was read; None if the store cannot tell. Settling a record nobody waits behind needs
-    #: no new read of the outbox.
-    followed: bool | None = None
-
-
-class OutboxStore(Protocol):
-    """Where an outbox lives (a SQL table, or memory for modules without tables)."""
-
-    async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
-        """Up to ``limit`` records due by ``now``, each the oldest of its (target, partition),
-        leaving out the ids in ``skip`` (those the relay is busy with)."""
-        ...
-
-    async def delivered(self, records: Sequence[OutboxRecord]) -> None:
-        """Remove delivered records (the relay settles them in batches)."""
-        ...
-
-    async def retry_later(
-        self, record: OutboxRecord, attempts: int, at: float, error: str
-    ) -> None: ...
-
-    async def dead_letter(self, record: OutboxRecord, attempts: int, reason: str) -> None: ...
-
-    async def pending(self) -> int:
-        """How many records wait for delivery (due now or later)."""
-        ...
-
-    async def release(self, records: Sequence[OutboxRecord]) -> None:
-        """Make records this relay took but will not deliver (it stops) due again now, for
-        whichever instance of the module reads the outbox next."""
-        ...
-
-    #: How often the claims of records in flight must be renewed (None: no claims).
-    renew_interval: float | None
-
-    async def renew(self, records: Sequence[OutboxRecord]) -> None:
-        """Extend this relay's claims on records still in flight (a slow delivery)."""
-        ...
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently a failed delivery is tried again."""
-
-    max_attempts: int = 8
-    base_delay: float = 0.2
-    max_delay: float = 30.0
-
-    def delay(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failure: exponential, with equal jitter."""
-        ceiling: float = min(self.max_delay, self.base_delay * 2.0 ** (attempts - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-#: Delivers one message to one named handler, wherever it runs; raises if it failed.
-Deliver = Callable[[str, Envelope, Message], Awaitable[None]]
 
 
 class Relay:
@@ -213,6 +135,7 @@ class Relay:
 
     @property
     def in_flight(self) -> int:
+        """How many deliveries are under way."""
         return len(self._in_flight)
 
     def _settle_due(self) -> bool:
@@ -232,7 +155,7 @@ class Relay:
             return
         batch, self._delivered = self._delivered, []
         try:
-            await self._store.delivered(batch)
+            await self._store.remove_delivered(batch)
         except Exception:
             # They stay in the outbox and are delivered again; the inbox drops the repeats.
             log.exception("relay %s: could not remove %d delivered records", self.name, len(batch))
@@ -322,7 +245,7 @@ class Relay:
             await self._dead_letter(record, record.attempts, record.poison or "undecodable record")
             return
         attempts = record.attempts + 1
-        envelope = replace_envelope(record.envelope, attempt=attempts)
+        envelope = msgspec.structs.replace(record.envelope, attempt=attempts)
         try:
             await self._deliver(record.target, envelope, record.message)
         except PoisonMessage as error:
@@ -382,90 +305,3 @@ def _waits_behind(record: OutboxRecord, keys: Collection[tuple[str, str | None]]
     return record.partition is not None and (
         keys is None or (record.target, record.partition) in keys
     )
-
-
-def replace_envelope(envelope: Envelope, **changes: object) -> Envelope:
-    """A copy of ``envelope`` with ``changes``."""
-    return msgspec.structs.replace(envelope, **changes)
-
-
-@dataclass(slots=True)
-class DeadLetter:
-    """A delivery that failed for good, with why."""
-
-    record: OutboxRecord
-    attempts: int
-    reason: str
-
-
-@dataclass
-class MemoryOutbox:
-    """An outbox in memory, for modules without tables and for events published outside
-    any handler. It survives failed deliveries, not a crash."""
-
-    records: dict[int, tuple[OutboxRecord, float]] = field(default_factory=dict)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    #: Told the (target, partition) pairs of the records each ``add`` wrote.
-    on_add: Callable[[set[tuple[str, str | None]]], None] | None = None
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    def add(self, deliveries: Sequence[PendingDelivery]) -> None:
-        for delivery in deliveries:
-            record_id = next(self._ids)
-            record = OutboxRecord(
-                id=record_id,
-                target=delivery.target,
-                envelope=delivery.envelope,
-                message=delivery.message,
-                partition=delivery.partition,
-            )
-            self.records[record_id] = (record, 0.0)
-        if self.on_add is not None:
-            self.on_add({(delivery.target, delivery.partition) for delivery in deliveries})
-
-    async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
-        oldest: dict[tuple[str, str], OutboxRecord | None] = {}
-        ready: list[OutboxRecord] = []
-        for record, at in self.records.values():  # dicts keep insertion (= id) order
-            if record.partition is not None:
-                key = (record.target, record.partition)
-                if key in oldest:
-                    first = oldest[key]
-                    if first is not None:
-                        first.followed = True  # this one waits behind it
-                        oldest[key] = None
-                    continue
-                oldest[key] = record
-            if at <= now and record.id not in skip:
-                record.followed = False
-                ready.append(record)
-                if len(ready) >= limit:
-                    # The records behind were not looked at: whether they follow is unknown.
-                    for taken in ready:
-                        if taken.followed is False:
-                            taken.followed = None
-                    break
-        return ready
-
-    async def delivered(self, records: Sequence[OutboxRecord]) -> None:
-        for record in records:
-            self.records.pop(record.id, None)
-
-    async def retry_later(self, record: OutboxRecord, attempts: int, at: float, error: str) -> None:
-        record.attempts = attempts
-        self.records[record.id] = (record, at)
-
-    async def dead_letter(self, record: OutboxRecord, attempts: int, reason: str) -> None:
-        self.records.pop(record.id, None)
-        self.dead_letters.append(DeadLetter(record, attempts, reason))
-
-    async def pending(self) -> int:
-        return len(self.records)
-
-    async def release(self, records: Sequence[OutboxRecord]) -> None:
-        return None  # nobody else reads a memory outbox
-
-    renew_interval: float | None = None
-
-    async def renew(self, records: Sequence[OutboxRecord]) -> None:
-        return None

@@ -32,6 +32,7 @@ class ScheduledTimer:
 
     @property
     def name(self) -> str:
+        """The timer's name: the wire name of the command it sends."""
         return message_name(type(self.timer.command))
 
 

@@ -18,6 +18,17 @@ stamina.instrumentation.set_on_retry_hooks([stamina.instrumentation.LoggingOnRet
 TRANSPORTS = ["inprocess", "loopback", "http"]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the soak runs out unless ``-m`` names them: the default run stays under ten
+    minutes on two cores, and ``.ci/run`` runs ``-m soak`` after it."""
+    if "soak" in (config.getoption("markexpr") or ""):
+        return
+    soak = [item for item in items if item.get_closest_marker("soak") is not None]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if item.get_closest_marker("soak") is None]
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

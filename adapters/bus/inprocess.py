@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any
+import functools
 
 from kernel.bus import Call
 from kernel.dispatch import Dispatcher
-from kernel.messages import Envelope, Message
+from kernel.messages import Message
 
 
 class InProcessTransport:
-    """Runs handlers of modules hosted in this process by calling them directly."""
+    """Runs handlers of modules hosted in this process by calling the dispatcher directly.
+
+    Like every local transport (see ``loopback``), each call is bound to its target once, at
+    set-up: the handler of a command or query, the module of a delivery.
+    """
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
 
     def requester(self, module: str, message: type[Message]) -> Call:
-        local = self._dispatcher.handler_of(message)
-        handle = self._dispatcher.handle
-
-        # A plain function that returns the handler's coroutine: a functools.partial with a
-        # keyword argument builds a dict on every call, which cost more than this frame.
-        def call(message: Message, envelope: Envelope) -> Awaitable[Any]:
-            return handle(local, message, envelope, once=False)
-
-        return call
+        # A partial with positional arguments only: one with a keyword builds a dict per call.
+        return functools.partial(self._dispatcher.handle, self._dispatcher.handler_of(message))
 
     def deliverer(self, module: str) -> Call:
-        deliver = self._dispatcher.deliver
-
-        def call(message: Message, envelope: Envelope) -> Awaitable[None]:
-            return deliver(module, message, envelope)
-
-        return call
+        return functools.partial(self._dispatcher.deliver, module)

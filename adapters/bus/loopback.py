@@ -8,6 +8,8 @@ its type, fails here, before the app is ever split.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kernel.bus import Call
@@ -17,26 +19,24 @@ from kernel.receiver import Receiver
 
 
 class LoopbackTransport:
-    """Runs local handlers through the wire codec."""
+    """Runs local handlers through the wire codec, each call bound to its target at set-up."""
 
     def __init__(self, receiver: Receiver, codec: Codec) -> None:
         self._receiver = receiver
         self._codec = codec
 
     def requester(self, module: str, message: type[Message]) -> Call:
-        codec, request = self._codec, self._receiver.request
-
-        async def call(message: Message, envelope: Envelope) -> Any:
-            reply = await request(codec.encode(envelope, message))
-            return codec.decode_reply(reply, type(message))
-
-        return call
+        return self._through_wire(self._receiver.request)
 
     def deliverer(self, module: str) -> Call:
-        codec, deliver = self._codec, self._receiver.deliver
+        return self._through_wire(functools.partial(self._receiver.deliver, module))
+
+    def _through_wire(self, receive: Callable[[bytes], Awaitable[bytes]]) -> Call:
+        """A call that encodes its message, has ``receive`` run it, and decodes the reply."""
+        codec = self._codec
 
         async def call(message: Message, envelope: Envelope) -> Any:
-            reply = await deliver(module, codec.encode(envelope, message))
+            reply = await receive(codec.encode(envelope, message))
             return codec.decode_reply(reply, type(message))
 
         return call

@@ -30,6 +30,13 @@ def _merge_fields(logger: Any, method: str, event: dict[str, Any]) -> dict[str, 
     return event
 
 
+def _drop_color_message(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    # uvicorn passes a second, ANSI-coloured copy of its message as an ``extra``; the line
+    # already has the plain one.
+    event.pop("color_message", None)
+    return event
+
+
 #: The loggers whose lines the process shows, besides its own ("cleave...").
 _QUIET_AT_INFO = (
     # alembic announces each of its plugins at INFO whenever it is imported.
@@ -45,6 +52,7 @@ def formatter(log_format: LogFormat) -> structlog.stdlib.ProcessorFormatter:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
+        _drop_color_message,
         _merge_fields,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -17,6 +17,7 @@ named by ``OTEL_SERVICE_NAME`` or the process), or when a test passes its own pr
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable
 from contextvars import Token
@@ -34,6 +35,12 @@ from kernel.registry import Endpoint
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
+#: How long a stopping process waits for the collector to take its last spans: a collector
+#: that is down must not hold up a deployment's stop.
+FLUSH_SECONDS = 5.0
+
+log = logging.getLogger("cleave.tracing")
+
 
 def _parent(envelope: Envelope) -> context.Context | None:
     """The context of the span in ``envelope`` (``None``: there is none)."""
@@ -49,7 +56,25 @@ class Tracing:
     """The kernel's ``Tracer`` (handler spans) and the transport wrapper (hop spans)."""
 
     def __init__(self, provider: trace.TracerProvider | None = None) -> None:
-        self._tracer = (provider or trace.get_tracer_provider()).get_tracer("cleave")
+        self._provider = provider or trace.get_tracer_provider()
+        self._tracer = self._provider.get_tracer("cleave")
+
+    def flush(self) -> None:
+        """Send the spans still batched (the process is stopping), waiting
+        ``FLUSH_SECONDS`` at most for the collector; never raises."""
+        force_flush = getattr(self._provider, "force_flush", None)  # the SDK's provider has it
+        if force_flush is None:
+            return
+        try:
+            if not force_flush(int(FLUSH_SECONDS * 1000)):
+                log.warning("spans still batched after %.0f s were not sent", FLUSH_SECONDS)
+        except Exception:
+            log.warning("could not send the last spans", exc_info=True)
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        """The OpenTelemetry tracer the spans come from (the HTTP server spans use it too)."""
+        return self._tracer
 
     # -- handler spans (kernel.observe.Tracer) -----------------------------------------------
 
@@ -83,13 +108,19 @@ class Tracing:
         envelope it carries."""
         return _TracedTransport(inner, self)
 
-    async def hop(self, verb: str, call: Call, message: Message, envelope: Envelope) -> Any:
+    async def hop(
+        self, verb: str, module: str, call: Call, message: Message, envelope: Envelope
+    ) -> Any:
         current = trace.get_current_span().get_span_context().is_valid
         with self._tracer.start_as_current_span(
             f"{verb} {envelope.name}",
             context=None if current else _parent(envelope),
             kind=SpanKind.PRODUCER,
-            attributes={"messaging.message.id": envelope.message_id},
+            attributes={
+                "messaging.destination.name": module,
+                "messaging.message.id": envelope.message_id,
+                "messaging.message.conversation_id": envelope.correlation_id or envelope.message_id,
+            },
         ):
             carrier: dict[str, str] = {}
             _PROPAGATOR.inject(carrier)
@@ -111,7 +142,7 @@ class _TracedTransport:
         hop = self._tracing.hop
 
         def call(message: Message, envelope: Envelope) -> Awaitable[Any]:
-            return hop("send", inner, message, envelope)
+            return hop("send", module, inner, message, envelope)
 
         return call
 
@@ -120,7 +151,7 @@ class _TracedTransport:
         hop = self._tracing.hop
 
         def call(message: Message, envelope: Envelope) -> Awaitable[Any]:
-            return hop("deliver", inner, message, envelope)
+            return hop("deliver", module, inner, message, envelope)
 
         return call
 
@@ -144,7 +175,24 @@ def process_tracing() -> Tracing | None:
 
         service = os.environ.get("OTEL_SERVICE_NAME") or os.environ.get("CLEAVE_SERVICE", "cleave")
         provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        # Batched (OTEL_BSP_SCHEDULE_DELAY, 5 s by default); what is left goes at exit.
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(provider)
         _configured = Tracing(provider)
+        _flush_at_exit(_configured)
     return _configured
+
+
+def _flush_at_exit(tracing: Tracing) -> None:
+    """Send the spans still batched when the process ends gracefully.
+
+    The provider would do so at interpreter exit (``atexit``), but the processes of a
+    deployment do not get there: uvicorn stops on SIGTERM and then raises SIGTERM again,
+    which kills the process (``cleave run`` and ``cleave serve`` flush when their app shuts
+    down instead: ``adapters.observability.http_spans``), and dramatiq's worker processes are
+    multiprocessing children, which leave through ``os._exit``. multiprocessing runs its own
+    finalizers before that, in the worker processes and at the exit of any other.
+    """
+    from multiprocessing.util import Finalize
+
+    Finalize(None, tracing.flush, exitpriority=10)

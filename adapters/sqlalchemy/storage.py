@@ -1,26 +1,26 @@
-"""SQL storage for one module: its unit of work (with inbox and outbox) and its outbox store."""
+"""SQL storage for one module: its unit of work, with the inbox and the outbox rows it writes
+in the same transaction (the outbox store the relay reads is in ``outbox.py``)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.database import Database
-from adapters.sqlalchemy.messaging_tables import MessagingTables, message_fields, messaging_tables
+from adapters.sqlalchemy.messaging_tables import MessagingTables, messaging_tables
 from kernel.clock import Clock
 from kernel.codec import Codec
-from kernel.errors import ConcurrencyConflict, DuplicateDelivery, PoisonMessage, Unavailable
+from kernel.errors import ConcurrencyConflict, DuplicateDelivery, Unavailable
 from kernel.messages import Envelope
 from kernel.registry import Registry
-from kernel.relay import OutboxRecord
-from kernel.unit_of_work import UnitOfWork, fan_out
+from kernel.routing import fan_out
+from kernel.unit_of_work import UnitOfWork
 
 #: SQLSTATEs of PostgreSQL that mean "you lost a race; try again".
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
@@ -95,8 +95,8 @@ class SqlStorage:
         self.clock = clock
         self.on_commit = on_commit
 
-    def unit_of_work(self, envelope: Envelope) -> UnitOfWork:
-        return SqlUnitOfWork(envelope, self)
+    def unit_of_work(self, envelope: Envelope, rerun: bool = False) -> UnitOfWork:
+        return SqlUnitOfWork(envelope, self, rerun)
 
     async def claim_tick(self, timer: str, every: float) -> bool:
         now = self.clock.now()
@@ -173,15 +173,18 @@ class GuardedConnection:
 class SqlUnitOfWork(UnitOfWork):
     """A transaction on the module's database, opened on first use."""
 
-    __slots__ = ("_connection", "_gate", "_guarded", "_handled", "_storage")
+    __slots__ = ("_alone", "_connection", "_gate", "_guarded", "_handled", "_storage")
 
-    def __init__(self, envelope: Envelope, storage: SqlStorage) -> None:
+    def __init__(self, envelope: Envelope, storage: SqlStorage, alone: bool = False) -> None:
         super().__init__(envelope)
         self._storage = storage
         self._connection: AsyncConnection | None = None
         self._guarded: GuardedConnection | None = None
         self._handled: str | None = None
         self._gate = False
+        #: A rerun after a lost race: it takes the writer gate with its connection, reads
+        #: included, so that no other writer of this process can make it lose again.
+        self._alone = alone
 
     async def connection(self) -> GuardedConnection:
         if self._guarded is None:
@@ -196,6 +199,9 @@ class SqlUnitOfWork(UnitOfWork):
                 raise
             self._connection = connection
             self._guarded = GuardedConnection(connection, self)
+            if self._alone:
+                # Connection first, then the gate: the order every writer follows.
+                await self.writing()
         return self._guarded
 
     async def writing(self) -> None:
@@ -204,11 +210,6 @@ class SqlUnitOfWork(UnitOfWork):
         if writer is not None and not self._gate:
             await writer.acquire()
             self._gate = True
-
-    async def exclusive(self) -> None:
-        # Connection first, then the gate: the order every writer follows.
-        await self.connection()
-        await self.writing()
 
     async def handled(self, handler: str) -> bool:
         connection = await self.connection()
@@ -276,158 +277,3 @@ class SqlUnitOfWork(UnitOfWork):
 
     def transient(self, error: BaseException) -> bool:
         return isinstance(error, ConcurrencyConflict) or is_transient(error)
-
-
-class SqlOutboxStore:
-    """The ``OutboxStore`` over a module's outbox and dead-letter tables.
-
-    On PostgreSQL several instances of a module may share the outbox: reading records claims
-    them (``FOR UPDATE SKIP LOCKED``, then a lease in ``next_attempt_at``), so no two
-    instances deliver one record, and the lease lets another instance take over a record
-    whose claimer died. SQLite has one process per file (``single_instance``) and reads
-    without claiming.
-    """
-
-    def __init__(self, storage: SqlStorage, lease_seconds: float = 30.0) -> None:
-        self._database = storage.database
-        self._engine = storage.database.engine
-        self._tables = storage.tables
-        self._codec = storage.codec
-        self._clock = storage.clock
-        self.lease_seconds = lease_seconds
-        outbox = self._tables.outbox
-        older = outbox.alias("older")
-        blocked = exists().where(
-            older.c.target == outbox.c.target,
-            older.c.partition == outbox.c.partition,
-            older.c.id < outbox.c.id,
-        )
-        # Built once: constructing these statements costs more than running them.
-        due = (
-            select(outbox)
-            .where(
-                outbox.c.next_attempt_at <= bindparam("now"),
-                outbox.c.id.not_in(bindparam("skip", expanding=True)),
-                ~blocked,
-            )
-            .order_by(outbox.c.id)
-            .limit(bindparam("limit"))
-        )
-        self._due = due
-        newer = outbox.alias("newer")
-        followed = exists().where(
-            newer.c.target == outbox.c.target,
-            newer.c.partition == outbox.c.partition,
-            newer.c.id > outbox.c.id,
-        )
-        # The only reader (SQLite) also learns which records have newer ones waiting behind
-        # them: settling the others needs no new read.
-        self._due_followed = due.add_columns(followed.label("followed"))
-        claimable = due.with_only_columns(outbox.c.id).with_for_update(skip_locked=True, of=outbox)
-        self._claim = (
-            update(outbox)
-            .where(outbox.c.id.in_(claimable.scalar_subquery()))
-            .values(next_attempt_at=bindparam("until"))
-            .returning(*outbox.c)
-        )
-        ids = outbox.c.id.in_(bindparam("ids", expanding=True))
-        self._claim_ids = update(outbox).where(ids).values(next_attempt_at=bindparam("until"))
-        self._delete = delete(outbox).where(ids)
-        self._retry = (
-            update(outbox)
-            .where(outbox.c.id == bindparam("record_id"))
-            .values(
-                attempts=bindparam("attempts"),
-                next_attempt_at=bindparam("at"),
-                last_error=bindparam("error"),
-            )
-        )
-        self._one = select(outbox).where(outbox.c.id == bindparam("record_id"))
-        self._delete_one = delete(outbox).where(outbox.c.id == bindparam("record_id"))
-        self._add_dead = insert(self._tables.dead_letters)
-        self._count = select(func.count()).select_from(outbox)
-
-    async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
-        parameters: dict[str, Any] = {"now": now, "limit": limit, "skip": list(skip)}
-        if self._database.is_sqlite:
-            async with self._engine.connect() as connection:
-                rows = (await connection.execute(self._due_followed, parameters)).all()
-        else:
-            parameters["until"] = now + self.lease_seconds
-            async with self._engine.begin() as connection:
-                rows = sorted((await connection.execute(self._claim, parameters)).all(), key=_id)
-        return [self._record(row) for row in rows]
-
-    @property
-    def renew_interval(self) -> float | None:
-        return None if self._database.is_sqlite else self.lease_seconds / 3
-
-    async def release(self, records: Sequence[OutboxRecord]) -> None:
-        """Give up the claims on records this instance will not deliver (it is stopping)."""
-        await self._claim_until(records, self._clock.now())
-
-    async def renew(self, records: Sequence[OutboxRecord]) -> None:
-        """Extend the claims on records still in flight by a whole lease."""
-        await self._claim_until(records, self._clock.now() + self.lease_seconds)
-
-    async def _claim_until(self, records: Sequence[OutboxRecord], until: float) -> None:
-        if self._database.is_sqlite or not records:
-            return
-        async with write_transaction(self._database) as connection:
-            await connection.execute(
-                self._claim_ids, {"ids": [record.id for record in records], "until": until}
-            )
-
-    def _record(self, row: Any) -> OutboxRecord:
-        record = OutboxRecord(
-            id=row.id,
-            target=row.target,
-            envelope=None,
-            message=None,
-            partition=row.partition,
-            attempts=row.attempts,
-            followed=bool(row.followed) if "followed" in row._fields else None,
-        )
-        try:
-            record.envelope = self._codec.decode_envelope(row.envelope.encode())
-            record.message = self._codec.decode_body(record.envelope, row.body.encode())
-        except PoisonMessage as error:
-            record.poison = error.reason
-        return record
-
-    async def delivered(self, records: Sequence[OutboxRecord]) -> None:
-        async with write_transaction(self._database) as connection:
-            # Ids alone identify records: they are never reused (see messaging_tables).
-            await connection.execute(self._delete, {"ids": [record.id for record in records]})
-
-    async def retry_later(self, record: OutboxRecord, attempts: int, at: float, error: str) -> None:
-        async with write_transaction(self._database) as connection:
-            await connection.execute(
-                self._retry,
-                {"record_id": record.id, "attempts": attempts, "at": at, "error": error[:2000]},
-            )
-
-    async def dead_letter(self, record: OutboxRecord, attempts: int, reason: str) -> None:
-        async with write_transaction(self._database) as connection:
-            row = (await connection.execute(self._one, {"record_id": record.id})).first()
-            if row is None:
-                return
-            await connection.execute(
-                self._add_dead,
-                {
-                    **message_fields(row),
-                    "attempts": attempts,
-                    "reason": reason,
-                    "failed_at": time.time(),
-                },
-            )
-            await connection.execute(self._delete_one, {"record_id": row.id})
-
-    async def pending(self) -> int:
-        async with self._engine.connect() as connection:
-            count = await connection.scalar(self._count)
-        return int(count or 0)
-
-
-def _id(row: Any) -> int:
-    return int(row.id)

@@ -1,9 +1,18 @@
 """The kernel's test kit: hypothesis strategies for msgspec types, and module contract tests.
 
-Only tests import it (it needs hypothesis, a development dependency); the kernel never does.
+Only tests import it; the kernel never does. It needs hypothesis, which the ``testing`` extra
+(``pip install cleave[testing]``, part of ``dev``) brings.
 ``strategy_for(tp)`` generates values that honour ``tp``'s ``msgspec.Meta`` constraints, and
 ``contract_tests("<module>", shop=shop_modules)`` is a module's whole contract test file.
 """
+
+try:
+    import hypothesis  # noqa: F401  (the kit is built on it)
+except ImportError as error:  # pragma: no cover - only without the extra
+    raise ImportError(
+        "kernel.testing, the contract-test kit, needs hypothesis: install cleave[testing] "
+        "(pip install -e '.[testing]'; the dev extra includes it)"
+    ) from error
 
 from kernel.testing.contracts import (
     DEFAULT_MAX_EXAMPLES,

@@ -44,6 +44,9 @@ class Product(msgspec.Struct, frozen=True, kw_only=True):
     price_cents: PriceCents
     currency: Currency
     description: Description = ""
+    #: The catalog's version of the product: 0 when added, one more at every change. A
+    #: reader that keeps a copy (ordering's price cache) tells a newer copy from an older.
+    version: int = 0
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -102,6 +105,9 @@ class ProductAdded(Event, frozen=True, kw_only=True, tag="catalog.ProductAdded")
     name: ProductName
     price_cents: PriceCents
     currency: Currency
+    #: ``Product.version`` of the new product (0). Not ``version``: that name is the
+    #: message's schema version (``Message.version``).
+    product_version: int = 0
 
 
 class ProductUpdated(Event, frozen=True, kw_only=True, tag="catalog.ProductUpdated"):
@@ -113,3 +119,8 @@ class ProductUpdated(Event, frozen=True, kw_only=True, tag="catalog.ProductUpdat
     name: ProductName
     price_cents: PriceCents
     currency: Currency
+    #: ``Product.version`` after this change.
+    product_version: int = 0
+    #: When the catalog made the change (Unix seconds, the catalog's clock; 0: not said).
+    #: Ordering compares it with when an order was placed (ADR 0018).
+    changed_at: float = 0.0

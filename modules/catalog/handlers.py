@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernel import Bus, Forbidden, NotFound, Principal
+from kernel import Bus, Clock, Forbidden, NotFound, Principal
 from modules.catalog import domain
 from modules.catalog.contracts import (
     NOT_ALLOWED,
@@ -42,13 +42,18 @@ async def add_product(
             name=product.name,
             price_cents=product.price_cents,
             currency=product.currency,
+            product_version=product.version,
         )
     )
     return _view(product)
 
 
 async def update_product(
-    command: UpdateProduct, products: Products, bus: Bus, principal: Principal | None
+    command: UpdateProduct,
+    products: Products,
+    bus: Bus,
+    clock: Clock,
+    principal: Principal | None,
 ) -> Product:
     _require_admin(principal)
     current = await products.get(command.sku)
@@ -65,6 +70,9 @@ async def update_product(
                 name=changed.name,
                 price_cents=changed.price_cents,
                 currency=changed.currency,
+                # ``save`` incremented it: every stored change is a new version.
+                product_version=changed.version,
+                changed_at=clock.now(),
             )
         )
     return _view(changed)
@@ -92,4 +100,5 @@ def _view(product: domain.Product) -> Product:
         price_cents=product.price_cents,
         currency=product.currency,
         description=product.description,
+        version=product.version,
     )

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kernel import ConcurrencyConflict, Conflict, Transaction
+from kernel import Conflict, Transaction, conflict_on, expect_one_row
 from modules.catalog.contracts import DUPLICATE_SKU
 from modules.catalog.domain import Product
 from modules.catalog.tables import products
@@ -47,7 +47,11 @@ class Products:
 
     async def add(self, product: Product) -> None:
         connection = await self._transaction.connection()
-        try:
+        # The transaction is unusable now; the Conflict ends the unit of work.
+        with conflict_on(
+            IntegrityError,
+            Conflict(f"product {product.sku} exists", code=DUPLICATE_SKU, field="sku"),
+        ):
             await connection.execute(
                 insert(products).values(
                     sku=product.sku,
@@ -58,11 +62,6 @@ class Products:
                     version=0,
                 )
             )
-        except IntegrityError as error:
-            # The transaction is unusable now; the Conflict ends the unit of work.
-            raise Conflict(
-                f"product {product.sku} exists", code=DUPLICATE_SKU, field="sku"
-            ) from error
 
     async def save(self, product: Product) -> Product:
         """Store a changed product; ``ConcurrencyConflict`` if someone changed it meanwhile."""
@@ -77,8 +76,7 @@ class Products:
                 version=product.version + 1,
             )
         )
-        if result.rowcount != 1:
-            raise ConcurrencyConflict(f"product {product.sku} changed meanwhile")
+        expect_one_row(result.rowcount, f"product {product.sku}")
         return Product(**{**product.__dict__, "version": product.version + 1})
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from kernel import Module
 from modules.identity import api, contracts, handlers
+from modules.identity.dummy_hash import DummyHash
 from modules.identity.repository import Users
 from modules.identity.tables import metadata
 
@@ -13,7 +14,7 @@ from modules.identity.tables import metadata
 def register(container: Any) -> None:
     # PasswordHasher and TokenIssuer are ports: the bootstrap binds their adapters.
     container.register(Users)
-    container.register(handlers.DummyHash)
+    container.register(DummyHash)
 
 
 module = Module(

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kernel import ConcurrencyConflict, Conflict, Transaction
+from kernel import Conflict, Transaction, conflict_on, expect_one_row
 from modules.identity.contracts import EMAIL_TAKEN
 from modules.identity.domain import User
 from modules.identity.tables import users
@@ -34,14 +34,13 @@ class Users:
     async def add(self, user: User) -> None:
         """Store a new user; ``Conflict`` (email_taken) if the email is registered."""
         connection = await self._transaction.connection()
-        try:
+        # Two registrations of one email raced past the lookup: the unique constraint
+        # decides. The transaction is unusable now; the Conflict ends the unit of work.
+        with conflict_on(
+            IntegrityError,
+            Conflict("this email is already registered", code=EMAIL_TAKEN, field="email"),
+        ):
             await connection.execute(insert(users).values(**_row(user)))
-        except IntegrityError as error:
-            # Two registrations of one email raced past the lookup: the unique constraint
-            # decides. The transaction is unusable now; the Conflict ends the unit of work.
-            raise Conflict(
-                "this email is already registered", code=EMAIL_TAKEN, field="email"
-            ) from error
 
     async def save(self, user: User) -> User:
         """Store a changed user; ``ConcurrencyConflict`` if someone changed it meanwhile."""
@@ -56,8 +55,7 @@ class Users:
                 version=user.version + 1,
             )
         )
-        if result.rowcount != 1:
-            raise ConcurrencyConflict(f"user {user.id} changed meanwhile")
+        expect_one_row(result.rowcount, f"user {user.id}")
         return replace(user, version=user.version + 1)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kernel import ConcurrencyConflict, Transaction
+from kernel import ConcurrencyConflict, Transaction, conflict_on, expect_one_row
 from modules.inventory.domain import Reservation, ReservationStatus, Stock
 from modules.inventory.tables import reservations, stock
 
@@ -65,12 +65,11 @@ class StockRecords:
         if found is not None:
             return found
         connection = await self._transaction.connection()
-        try:
+        # Created concurrently: start over and read it.
+        with conflict_on(IntegrityError, ConcurrencyConflict(f"stock {sku} created meanwhile")):
             await connection.execute(
                 _ADD_STOCK, {"sku": sku, "on_hand": 0, "reserved": 0, "version": 0}
             )
-        except IntegrityError as error:  # created concurrently: start over and read it
-            raise ConcurrencyConflict(f"stock {sku} created meanwhile") from error
         return Stock(sku=sku)
 
     async def save(self, record: Stock) -> None:
@@ -86,8 +85,7 @@ class StockRecords:
                 "version": record.version + 1,
             },
         )
-        if result.rowcount != 1:
-            raise ConcurrencyConflict(f"stock {record.sku} changed meanwhile")
+        expect_one_row(result.rowcount, f"stock {record.sku}")
         record.version += 1
 
 
@@ -102,10 +100,11 @@ class Reservations:
 
     async def add(self, reservation: Reservation) -> None:
         connection = await self._transaction.connection()
-        try:
+        # A concurrent command for the same order won.
+        with conflict_on(
+            IntegrityError, ConcurrencyConflict(f"reservation {reservation.order_id} exists")
+        ):
             await connection.execute(_ADD_RESERVATION, _row(reservation))
-        except IntegrityError as error:  # a concurrent command for the same order won
-            raise ConcurrencyConflict(f"reservation {reservation.order_id} exists") from error
 
     async def save(self, reservation: Reservation, previous: ReservationStatus) -> None:
         """Store a settled reservation, only if nobody settled it meanwhile."""
@@ -113,8 +112,7 @@ class Reservations:
         values = _row(reservation)
         values["match_order_id"] = values.pop("order_id")
         result = await connection.execute(_SAVE_RESERVATION, {**values, "previous": previous.value})
-        if result.rowcount != 1:
-            raise ConcurrencyConflict(f"reservation {reservation.order_id} changed meanwhile")
+        expect_one_row(result.rowcount, f"reservation {reservation.order_id}")
 
 
 def _stock(row: Any) -> Stock:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from kernel import ConcurrencyConflict, Transaction
+from kernel import ConcurrencyConflict, Transaction, conflict_on
 from modules.notifications.domain import Kind, Notification
 from modules.notifications.tables import notifications
 
@@ -29,7 +29,10 @@ class Notifications:
 
     async def add(self, notification: Notification) -> None:
         connection = await self._transaction.connection()
-        try:
+        # The same fact, told twice at once: run again, and the second sees the first.
+        with conflict_on(
+            IntegrityError, ConcurrencyConflict(f"{notification.kind} {notification.about} exists")
+        ):
             await connection.execute(
                 _ADD,
                 {
@@ -43,9 +46,6 @@ class Notifications:
                     "created_at": notification.created_at,
                 },
             )
-        except IntegrityError as error:
-            # The same fact, told twice at once: run again, and the second sees the first.
-            raise ConcurrencyConflict(f"{notification.kind} {notification.about} exists") from error
 
     async def of_recipient(self, recipient_id: str, limit: int) -> list[Notification]:
         """The recipient's notifications, newest first."""

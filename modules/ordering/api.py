@@ -21,9 +21,9 @@ from modules.ordering.contracts import (
     TOO_MANY_ORDERS,
     GetOrder,
     ListOrders,
-    Order,
     OrderId,
     OrderLineRequest,
+    OrderView,
     PlaceOrder,
     Quantity,
 )
@@ -138,7 +138,7 @@ class OrdersController(Controller):
                 "never places or charges the order twice.",
             ),
         ] = None,
-    ) -> Order:
+    ) -> OrderView:
         command = PlaceOrder(
             lines=[OrderLineRequest(sku=line.sku, quantity=line.quantity) for line in data.lines],
             payment_token=data.payment_token,
@@ -152,7 +152,7 @@ class OrdersController(Controller):
         bus: NamedDependency[Bus],
         principal: NamedDependency[Principal],
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-    ) -> list[Order]:
+    ) -> list[OrderView]:
         return await bus.ask(ListOrders(limit=limit), principal=principal)
 
     @get(
@@ -182,7 +182,7 @@ class OrdersController(Controller):
                 "(0, the default, answers at once).",
             ),
         ] = 0,
-    ) -> Order:
+    ) -> OrderView:
         query = msgspec.convert({"order_id": order_id, "wait_seconds": wait}, GetOrder)
         # The call outlives the wait by the time the answer needs to come back over any
         # transport (a remote call's own default deadline is shorter than a long wait).

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from kernel import Command, Event, Query
-from modules.catalog.contracts import Currency, GetProducts, Sku
+from modules.catalog.contracts import Currency, GetProducts, ProductAdded, ProductUpdated, Sku
 from modules.inventory.contracts import (
     ReleaseStock,
     ReserveStock,
@@ -36,7 +36,7 @@ from modules.payments.contracts import (
 
 OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000)]
-OrderStatus = Literal["PENDING", "CONFIRMED", "REJECTED", "CANCELLED"]
+OrderViewStatus = Literal["PENDING", "CONFIRMED", "REJECTED", "CANCELLED"]
 
 #: Error codes a caller may see.
 ORDER_NOT_FOUND = "ordering.order_not_found"
@@ -51,7 +51,7 @@ TOO_MANY_OPEN_ORDERS = "ordering.too_many_open_orders"
 #: The customer placed as many orders in the last minute as one may (HTTP 429).
 TOO_MANY_ORDERS = "ordering.too_many_orders"
 
-#: Why an order ended other than CONFIRMED: the start of ``Order.reason``, plain words for
+#: Why an order ended other than CONFIRMED: the start of ``OrderView.reason``, plain words for
 #: programs (a stock shortage is followed by the SKU: ``"insufficient_stock: TEA"``). The
 #: details (what the payment provider said) stay in the logs and the admins' views.
 REASON_INSUFFICIENT_STOCK = "insufficient_stock"
@@ -59,6 +59,9 @@ REASON_UNKNOWN_SKU = "unknown_sku"
 REASON_PAYMENT_DECLINED = "payment_declined"
 REASON_PAYMENT_FAILED = "payment_failed"
 REASON_TIMEOUT = "timeout"
+#: The catalog had changed a line's price before the order was placed, and ordering priced
+#: it at the old one: it is not charged, and the reason names the SKU (ADR 0018).
+REASON_PRICE_CHANGED = "price_changed"
 
 #: The longest a client may wait for its order to settle in one ``GetOrder``.
 MAX_WAIT_SECONDS = 30
@@ -90,10 +93,12 @@ class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
     unit_price_cents: int
 
 
-class Order(msgspec.Struct, frozen=True, kw_only=True):
+class OrderView(msgspec.Struct, frozen=True, kw_only=True):
+    """An order as its customer (or an admin) sees it: what placing or reading one answers."""
+
     id: OrderId
     customer_id: str
-    status: OrderStatus
+    status: OrderViewStatus
     lines: list[OrderLine]
     total_cents: int
     currency: Currency
@@ -106,7 +111,7 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
 # -- commands -------------------------------------------------------------------------------
 
 
-class PlaceOrder(Command[Order], frozen=True, kw_only=True, tag="ordering.PlaceOrder"):
+class PlaceOrder(Command[OrderView], frozen=True, kw_only=True, tag="ordering.PlaceOrder"):
     """Place an order for the principal. ``Rejected`` (unknown_sku, field
     ``lines[i].sku``) for a SKU the catalog does not know; (mixed_currencies, field
     ``lines[i].sku`` of the first line in another currency) when the products are priced in
@@ -138,14 +143,15 @@ class ExpireOrders(Command[int], frozen=True, kw_only=True, tag="ordering.Expire
 class ForgetIdempotencyKeys(
     Command[int], frozen=True, kw_only=True, tag="ordering.ForgetIdempotencyKeys"
 ):
-    """Forget the idempotency keys older than ordering keeps them; answers how many. Sent by a
-    timer in the process hosting ordering."""
+    """Forget about ``forget_batch`` (1,000) of the idempotency keys older than ordering keeps
+    them, the oldest first; answers how many. Sent hourly by a timer in the process hosting
+    ordering, so the rest go at the next runs."""
 
 
 # -- queries --------------------------------------------------------------------------------
 
 
-class GetOrder(Query[Order], frozen=True, kw_only=True, tag="ordering.GetOrder"):
+class GetOrder(Query[OrderView], frozen=True, kw_only=True, tag="ordering.GetOrder"):
     """One order. ``NotFound`` (order_not_found) unless the principal placed it or is an
     admin.
 
@@ -157,7 +163,7 @@ class GetOrder(Query[Order], frozen=True, kw_only=True, tag="ordering.GetOrder")
     wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
 
 
-class ListOrders(Query[list[Order]], frozen=True, kw_only=True, tag="ordering.ListOrders"):
+class ListOrders(Query[list[OrderView]], frozen=True, kw_only=True, tag="ordering.ListOrders"):
     """The principal's own orders, newest first."""
 
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
@@ -201,8 +207,11 @@ class OrderCancelled(Event, frozen=True, kw_only=True, tag="ordering.OrderCancel
     reason: str
 
 
-#: The events of other modules ordering reacts to: each advances the saga of one order.
+#: The events of other modules ordering reacts to: each advances the saga of one order, or
+#: keeps ordering's copy of the catalog's prices current (ADR 0018).
 SUBSCRIBES_TO = (
+    ProductAdded,
+    ProductUpdated,
     StockReserved,
     StockReservationFailed,
     StockSold,

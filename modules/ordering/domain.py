@@ -16,7 +16,7 @@ only while the saga may still ask for a capture.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 #: The most a single charge may be (the payments contract's bound on ``amount_cents``).
@@ -27,6 +27,8 @@ MAX_TOTAL_CENTS = 10_000_000_000
 TIMEOUT = "timeout"
 PAYMENT_DECLINED = "payment_declined"
 PAYMENT_FAILED = "payment_failed"
+#: The catalog had changed the price of a line before the order was placed (ADR 0018).
+PRICE_CHANGED = "price_changed"
 
 
 class OrderStatus(StrEnum):
@@ -88,6 +90,8 @@ class Line:
     sku: str
     quantity: int
     unit_price_cents: int
+    #: The catalog's version of the product whose price this is (ADR 0018).
+    catalog_version: int = 0
 
     @property
     def total_cents(self) -> int:
@@ -111,9 +115,12 @@ TOO_LARGE = "too_large"
 
 
 def price_lines(
-    requested: list[tuple[str, int]], prices: dict[str, tuple[int, str]]
+    requested: list[tuple[str, int]],
+    prices: dict[str, tuple[int, str]],
+    versions: dict[str, int] | None = None,
 ) -> tuple[list[Line], int, str]:
-    """Price each requested ``(sku, quantity)`` from ``prices`` (sku -> (cents, currency)).
+    """Price each requested ``(sku, quantity)`` from ``prices`` (sku -> (cents, currency));
+    each line records the catalog's version of its product from ``versions``.
 
     Lines are kept as requested (a repeated SKU stays two lines; inventory adds them up).
     Returns the lines, the total and the currency, or raises ``PricingError``.
@@ -134,7 +141,10 @@ def price_lines(
                 "place one order per currency",
                 index,
             )
-        lines.append(Line(sku=sku, quantity=quantity, unit_price_cents=cents))
+        version = 0 if versions is None else versions.get(sku, 0)
+        lines.append(
+            Line(sku=sku, quantity=quantity, unit_price_cents=cents, catalog_version=version)
+        )
     if currency is None:
         raise PricingError(UNKNOWN_SKU, "an order needs at least one line")
     total = sum(line.total_cents for line in lines)
@@ -190,10 +200,22 @@ class Saga:
     #: While RELEASING: whether a VoidPayment is awaited before the order may end.
     void_pending: bool = False
     version: int = 0
+    #: When the order was placed, and the catalog's version of each product it was priced
+    #: at: checked before the payment is asked for (ADR 0018). Empty: nothing to check.
+    placed_at: float = 0.0
+    priced: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def start(
-        cls, order_id: str, amount_cents: int, currency: str, payment_token: str, deadline: float
+        cls,
+        order_id: str,
+        amount_cents: int,
+        currency: str,
+        payment_token: str,
+        deadline: float,
+        *,
+        placed_at: float = 0.0,
+        priced: dict[str, int] | None = None,
     ) -> tuple[Saga, list[Action]]:
         """A new saga; its first action reserves the stock."""
         saga = cls(
@@ -202,6 +224,8 @@ class Saga:
             currency=currency,
             payment_token=payment_token,
             deadline=deadline,
+            placed_at=placed_at,
+            priced=dict(priced or {}),
         )
         return saga, [Action.RESERVE_STOCK]
 
@@ -234,6 +258,14 @@ class Saga:
         if self.step is Step.RELEASING:
             self.stock_returned = True
             return self._cancel_when_settled()
+        return []
+
+    def price_changed(self, sku: str) -> list[Action]:
+        """Instead of asking for the payment: the order was priced at a version of ``sku``
+        the catalog had replaced when it was placed. It is not charged at that price: the
+        stock goes back and the order ends CANCELLED (ADR 0018)."""
+        if self.step is Step.AWAITING_PAYMENT:
+            return self._compensate(f"{PRICE_CHANGED}: {sku}", void=False)
         return []
 
     # -- payments' answers ------------------------------------------------------------------

@@ -19,7 +19,6 @@ from kernel import (
     Rejected,
     new_entity_id,
 )
-from modules.catalog.contracts import GetProducts
 from modules.inventory.contracts import (
     StockReleased,
     StockReservationFailed,
@@ -40,14 +39,15 @@ from modules.ordering.contracts import (
     ForgetIdempotencyKeys,
     GetOrder,
     ListOrders,
-    Order,
     OrderLine,
     OrderPlaced,
+    OrderView,
     PlaceOrder,
 )
-from modules.ordering.ports import OrderingSettings
+from modules.ordering.prices import PriceBook
 from modules.ordering.repository import IdempotencyKeys, Orders
 from modules.ordering.saga import SagaRunner
+from modules.ordering.settings import OrderingSettings
 from modules.ordering.waiters import OrderWaiters
 from modules.payments.contracts import (
     PaymentCaptured,
@@ -77,14 +77,15 @@ _ANSWER_MARGIN_SECONDS = 1.0
 
 async def place_order(
     command: PlaceOrder,
-    saga: SagaRunner,
+    runner: SagaRunner,
     orders: Orders,
     keys: IdempotencyKeys,
     settings: OrderingSettings,
+    prices: PriceBook,
     bus: Bus,
     clock: Clock,
     principal: Principal,
-) -> Order:
+) -> OrderView:
     if not (principal.has_role("customer") or principal.has_role("admin")):
         raise Forbidden("only a customer or an admin may place an order", code=NOT_ALLOWED)
     requested = [(line.sku, line.quantity) for line in command.lines]
@@ -106,10 +107,12 @@ async def place_order(
         raise Conflict(refusal.detail, code=code, field=field) from None
     # Prices next, before anything is written (a synchronous call after a write would wait
     # for SQLite's writer, which this unit then holds).
-    products = await bus.ask(GetProducts(skus=list(dict.fromkeys(sku for sku, _ in requested))))
-    prices = {product.sku: (product.price_cents, product.currency) for product in products}
+    # From ordering's cache while it is fresh: no call to the catalog (ADR 0018).
+    known = await prices.current(list(dict.fromkeys(sku for sku, _ in requested)), bus)
+    catalog = {sku: (price.price_cents, price.currency) for sku, price in known.items()}
+    versions = {sku: price.version for sku, price in known.items()}
     try:
-        lines, total, currency = domain.price_lines(requested, prices)
+        lines, total, currency = domain.price_lines(requested, catalog, versions)
     except domain.PricingError as error:
         field = "lines" if error.index is None else f"lines[{error.index}].sku"
         raise Rejected(error.detail, code=_CODES[error.code], field=field) from None
@@ -121,7 +124,7 @@ async def place_order(
         currency=currency,
         created_at=clock.now(),
     )
-    await saga.start(order, command.payment_token)
+    await runner.start(order, command.payment_token)
     if key is not None:
         # In the order's unit of work: the order and its key are stored together or not at
         # all, and of two concurrent retries only one stores either.
@@ -140,11 +143,11 @@ async def place_order(
 
 
 async def expire_orders(
-    command: ExpireOrders, saga: SagaRunner, principal: Principal | None
+    command: ExpireOrders, runner: SagaRunner, principal: Principal | None
 ) -> int:
     if principal is None or not principal.administers:
         raise Forbidden("only the system or an admin may expire orders", code=NOT_ALLOWED)
-    return await saga.expire_overdue()
+    return await runner.expire_overdue()
 
 
 async def forget_idempotency_keys(
@@ -171,7 +174,7 @@ async def get_order(
     bus: Bus,
     envelope: Envelope,
     principal: Principal,
-) -> Order:
+) -> OrderView:
     if query.wait_seconds > 0:
         return await _wait_until_settled(query, waiters, settings, bus, envelope, principal)
     order = await orders.get(query.order_id)
@@ -188,7 +191,7 @@ async def _wait_until_settled(
     bus: Bus,
     envelope: Envelope,
     principal: Principal,
-) -> Order:
+) -> OrderView:
     # Each look is a GetOrder of its own, in a unit of work of its own: this handler's unit
     # never opens a connection, so none is held while it waits.
     look = GetOrder(order_id=query.order_id)
@@ -209,48 +212,48 @@ async def _wait_until_settled(
                     await settled.wait()
 
 
-async def list_orders(query: ListOrders, orders: Orders, principal: Principal) -> list[Order]:
+async def list_orders(query: ListOrders, orders: Orders, principal: Principal) -> list[OrderView]:
     return [_view(order) for order in await orders.of_customer(principal.subject, query.limit)]
 
 
 # -- the saga's reactions -------------------------------------------------------------------
 
 
-async def on_stock_reserved(event: StockReserved, saga: SagaRunner) -> None:
-    await saga.advance(event.order_id, lambda state: state.stock_reserved())
+async def on_stock_reserved(event: StockReserved, runner: SagaRunner) -> None:
+    await runner.advance(event.order_id, lambda saga: saga.stock_reserved())
 
 
-async def on_stock_reservation_failed(event: StockReservationFailed, saga: SagaRunner) -> None:
+async def on_stock_reservation_failed(event: StockReservationFailed, runner: SagaRunner) -> None:
     reason = event.reason if event.sku is None else f"{event.reason}: {event.sku}"
-    await saga.advance(event.order_id, lambda state: state.stock_reservation_failed(reason))
+    await runner.advance(event.order_id, lambda saga: saga.stock_reservation_failed(reason))
 
 
-async def on_stock_sold(event: StockSold, saga: SagaRunner) -> None:
-    await saga.advance(event.order_id, lambda state: state.stock_sold())
+async def on_stock_sold(event: StockSold, runner: SagaRunner) -> None:
+    await runner.advance(event.order_id, lambda saga: saga.stock_sold())
 
 
-async def on_stock_released(event: StockReleased, saga: SagaRunner) -> None:
-    await saga.advance(event.order_id, lambda state: state.stock_released())
+async def on_stock_released(event: StockReleased, runner: SagaRunner) -> None:
+    await runner.advance(event.order_id, lambda saga: saga.stock_released())
 
 
-async def on_payment_captured(event: PaymentCaptured, saga: SagaRunner) -> None:
-    await saga.advance(event.order_id, lambda state: state.payment_captured())
+async def on_payment_captured(event: PaymentCaptured, runner: SagaRunner) -> None:
+    await runner.advance(event.order_id, lambda saga: saga.payment_captured())
 
 
-async def on_payment_declined(event: PaymentDeclined, saga: SagaRunner) -> None:
+async def on_payment_declined(event: PaymentDeclined, runner: SagaRunner) -> None:
     # What the provider said is for operators (here, and in payments' charges for admins):
     # the customer's order keeps a plain reason.
     log.info("the payment of order %s was declined: %s", event.order_id, event.reason)
-    await saga.advance(event.order_id, lambda state: state.payment_declined())
+    await runner.advance(event.order_id, lambda saga: saga.payment_declined())
 
 
-async def on_payment_failed(event: PaymentFailed, saga: SagaRunner) -> None:
+async def on_payment_failed(event: PaymentFailed, runner: SagaRunner) -> None:
     log.warning("the payment of order %s failed: %s", event.order_id, event.reason)
-    await saga.advance(event.order_id, lambda state: state.payment_failed())
+    await runner.advance(event.order_id, lambda saga: saga.payment_failed())
 
 
-async def on_payment_voided(event: PaymentVoided, saga: SagaRunner) -> None:
-    await saga.advance(event.order_id, lambda state: state.payment_voided())
+async def on_payment_voided(event: PaymentVoided, runner: SagaRunner) -> None:
+    await runner.advance(event.order_id, lambda saga: saga.payment_voided())
 
 
 async def _order(orders: Orders, order_id: str) -> domain.Order:
@@ -260,8 +263,8 @@ async def _order(orders: Orders, order_id: str) -> domain.Order:
     return order
 
 
-def _view(order: domain.Order) -> Order:
-    return Order(
+def _view(order: domain.Order) -> OrderView:
+    return OrderView(
         id=order.id,
         customer_id=order.customer_id,
         status=order.status.value,

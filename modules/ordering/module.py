@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from kernel import Module, Timer, Transaction
+from modules.catalog.contracts import ProductAdded, ProductUpdated
 from modules.inventory.contracts import (
     StockReleased,
     StockReservationFailed,
     StockReserved,
     StockSold,
 )
-from modules.ordering import api, contracts, handlers
-from modules.ordering.ports import OrderingSettings
+from modules.ordering import api, contracts, handlers, price_handlers
+from modules.ordering.prices import PriceBook
 from modules.ordering.repository import IdempotencyKeys, Orders, Sagas
 from modules.ordering.saga import SagaRunner
+from modules.ordering.settings import OrderingSettings
 from modules.ordering.tables import metadata
 from modules.ordering.waiters import OrderWaiters
 from modules.payments.contracts import (
@@ -35,6 +37,10 @@ def register(container: Any) -> None:
     if not _bound(container, OrderingSettings):
         # The composition root binds OrderingSettings from its settings; these are the defaults.
         container.register(OrderingSettings, instance=OrderingSettings())
+    if not _bound(container, PriceBook):
+        # One per process, like the waiters: the catalog's events fill the book orders read.
+        settings = container.resolve(OrderingSettings)
+        container.register(PriceBook, instance=PriceBook(settings.price_cache_seconds))
 
 
 def _bound(container: Any, service: type[Any]) -> bool:
@@ -64,6 +70,8 @@ module = Module(
         PaymentDeclined: [handlers.on_payment_declined],
         PaymentFailed: [handlers.on_payment_failed],
         PaymentVoided: [handlers.on_payment_voided],
+        ProductAdded: [price_handlers.on_product_added],
+        ProductUpdated: [price_handlers.on_product_updated],
     },
     wiring=register,
     routes=api.routes,

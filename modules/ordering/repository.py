@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kernel import ConcurrencyConflict, Transaction
+from kernel import ConcurrencyConflict, Transaction, conflict_on, expect_one_row
 from modules.ordering.admission import KnownKey
 from modules.ordering.domain import UNSETTLED, Line, Order, OrderStatus, Saga, Step
 from modules.ordering.tables import idempotency_keys, order_lines, orders, sagas
@@ -25,6 +26,7 @@ _ORDER = (
         order_lines.c.sku,
         order_lines.c.quantity,
         order_lines.c.unit_price_cents,
+        order_lines.c.catalog_version,
     )
     .outerjoin(order_lines, order_lines.c.order_id == orders.c.id)
     .where(orders.c.id == bindparam("order_id"))
@@ -89,7 +91,8 @@ class Orders:
 
     async def add(self, order: Order) -> None:
         connection = await self._transaction.connection()
-        try:
+        # Ids are random: only a rerun can collide.
+        with conflict_on(IntegrityError, ConcurrencyConflict(f"order {order.id} exists")):
             await connection.execute(
                 _ADD_ORDER,
                 {
@@ -103,8 +106,6 @@ class Orders:
                     "version": order.version,
                 },
             )
-        except IntegrityError as error:  # ids are random: only a rerun can collide
-            raise ConcurrencyConflict(f"order {order.id} exists") from error
         await connection.execute(
             _ADD_LINES,
             [
@@ -114,6 +115,7 @@ class Orders:
                     "sku": line.sku,
                     "quantity": line.quantity,
                     "unit_price_cents": line.unit_price_cents,
+                    "catalog_version": line.catalog_version,
                 }
                 for position, line in enumerate(order.lines)
             ],
@@ -125,7 +127,12 @@ class Orders:
         if not rows:
             return None
         lines = [
-            Line(sku=row.sku, quantity=row.quantity, unit_price_cents=row.unit_price_cents)
+            Line(
+                sku=row.sku,
+                quantity=row.quantity,
+                unit_price_cents=row.unit_price_cents,
+                catalog_version=row.catalog_version,
+            )
             for row in rows
             if row.sku is not None
         ]
@@ -169,8 +176,7 @@ class Orders:
                 "next": order.version + 1,
             },
         )
-        if result.rowcount != 1:
-            raise ConcurrencyConflict(f"order {order.id} changed meanwhile")
+        expect_one_row(result.rowcount, f"order {order.id}")
         order.version += 1
 
     async def _with_lines(self, rows: list[Any]) -> list[Order]:
@@ -181,7 +187,12 @@ class Orders:
         found = await connection.execute(_LINES, {"order_ids": list(lines)})
         for line in found:
             lines[line.order_id].append(
-                Line(sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents)
+                Line(
+                    sku=line.sku,
+                    quantity=line.quantity,
+                    unit_price_cents=line.unit_price_cents,
+                    catalog_version=line.catalog_version,
+                )
             )
         return [_order(row, lines[row.id]) for row in rows]
 
@@ -194,10 +205,12 @@ class Sagas:
 
     async def add(self, saga: Saga) -> None:
         connection = await self._transaction.connection()
-        try:
-            await connection.execute(_ADD_SAGA, {**_row(saga), "version": saga.version})
-        except IntegrityError as error:
-            raise ConcurrencyConflict(f"saga {saga.order_id} exists") from error
+        with conflict_on(IntegrityError, ConcurrencyConflict(f"saga {saga.order_id} exists")):
+            await connection.execute(
+                _ADD_SAGA,
+                # What the order was priced at never changes: written here only, not by save.
+                {**_row(saga), "version": saga.version, **_priced(saga)},
+            )
 
     async def get(self, order_id: str) -> Saga | None:
         connection = await self._transaction.connection()
@@ -205,7 +218,7 @@ class Sagas:
         return None if row is None else _saga(row)
 
     async def expired(self, now: float, limit: int) -> list[Saga]:
-        """Unsettled sagas past their deadline, the longest overdue first."""
+        """At most ``limit`` unsettled sagas past their deadline, the longest overdue first."""
         connection = await self._transaction.connection()
         rows = await connection.execute(
             select(sagas)
@@ -229,8 +242,7 @@ class Sagas:
                 "version": saga.version + 1,
             },
         )
-        if result.rowcount != 1:
-            raise ConcurrencyConflict(f"saga {saga.order_id} changed meanwhile")
+        expect_one_row(result.rowcount, f"saga {saga.order_id}")
         saga.version += 1
 
 
@@ -249,7 +261,9 @@ class IdempotencyKeys:
         """Record the key, or ``ConcurrencyConflict`` if a concurrent retry recorded it first
         (the loser runs again and finds the winner's order)."""
         connection = await self._transaction.connection()
-        try:
+        with conflict_on(
+            IntegrityError, ConcurrencyConflict(f"idempotency key {key!r} was just used")
+        ):
             await connection.execute(
                 _ADD_KEY,
                 {
@@ -260,8 +274,6 @@ class IdempotencyKeys:
                     "created_at": created_at,
                 },
             )
-        except IntegrityError as error:
-            raise ConcurrencyConflict(f"idempotency key {key!r} was just used") from error
 
     async def forget_older_than(self, before: float, limit: int) -> int:
         """Delete about ``limit`` of the keys recorded before ``before``, the oldest first (a
@@ -325,4 +337,13 @@ def _saga(row: Any) -> Saga:
         stock_returned=bool(row.stock_returned),
         void_pending=bool(row.void_pending),
         version=row.version,
+        placed_at=row.placed_at,
+        priced=_PRICED.decode(row.priced) if row.priced else {},
     )
+
+
+_PRICED = msgspec.json.Decoder(dict[str, int])
+
+
+def _priced(saga: Saga) -> dict[str, Any]:
+    return {"placed_at": saga.placed_at, "priced": msgspec.json.encode(saga.priced).decode()}

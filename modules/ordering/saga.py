@@ -16,8 +16,9 @@ from kernel import Bus, Clock
 from modules.inventory.contracts import ReleaseStock, ReserveStock, SellStock, StockLine
 from modules.ordering.contracts import OrderCancelled, OrderConfirmed, OrderRejected
 from modules.ordering.domain import Action, Order, OrderStatus, Saga
-from modules.ordering.ports import OrderingSettings
+from modules.ordering.prices import PriceBook
 from modules.ordering.repository import Orders, Sagas
+from modules.ordering.settings import OrderingSettings
 from modules.ordering.waiters import OrderWaiters
 from modules.payments.contracts import CapturePayment, VoidPayment
 
@@ -44,7 +45,9 @@ class SagaRunner:
         clock: Clock,
         settings: OrderingSettings,
         waiters: OrderWaiters,
+        prices: PriceBook,
     ) -> None:
+        self._prices = prices
         self._orders = orders
         self._sagas = sagas
         self._bus = bus
@@ -60,6 +63,8 @@ class SagaRunner:
             currency=order.currency,
             payment_token=payment_token,
             deadline=self._clock.now() + self._settings.order_timeout_seconds,
+            placed_at=order.created_at,
+            priced={line.sku: line.catalog_version for line in order.lines},
         )
         await self._orders.add(order)
         await self._sagas.add(saga)
@@ -74,12 +79,24 @@ class SagaRunner:
             return
         before = dataclasses.replace(saga)
         actions = transition(saga)
+        if Action.CAPTURE_PAYMENT in actions:
+            actions = self._unless_price_changed(saga, actions)
         if saga != before:
             await self._sagas.save(saga)
         await self._carry_out(saga, actions)
 
+    def _unless_price_changed(self, saga: Saga, actions: list[Action]) -> list[Action]:
+        # The last moment before money moves: an order priced at a version the catalog had
+        # already replaced when it was placed is not charged at that price (ADR 0018).
+        sku = self._prices.changed_before(saga.priced, saga.placed_at)
+        if sku is None:
+            return actions
+        log.info("order %s was priced at an old price of %s; cancelling", saga.order_id, sku)
+        return saga.price_changed(sku)
+
     async def expire_overdue(self) -> int:
-        """Act on the unsettled sagas past their deadline; how many there were.
+        """Act on at most ``expire_batch`` unsettled sagas past their deadline, longest overdue
+        first; how many it acted on (the timer runs it again for the rest).
 
         A saga waiting for stock or payment is compensated; one selling or compensating
         asks again for what it still waits for (its command may have been dead-lettered).

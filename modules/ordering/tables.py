@@ -39,6 +39,8 @@ order_lines = Table(
     Column("sku", String(64), nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("unit_price_cents", BigInteger, nullable=False),
+    # The catalog's version of the product at that price (ADR 0018).
+    Column("catalog_version", Integer, nullable=False, server_default="0"),
 )
 
 sagas = Table(
@@ -56,6 +58,10 @@ sagas = Table(
     Column("stock_returned", Boolean, nullable=False),
     Column("void_pending", Boolean, nullable=False),
     Column("version", Integer, nullable=False),
+    # When the order was placed and, as JSON {sku: catalog version}, what it was priced at:
+    # checked before the payment is asked for (ADR 0018).
+    Column("placed_at", Float, nullable=False, server_default="0"),
+    Column("priced", Text, nullable=False, server_default=""),
     # ExpireOrders looks for waiting sagas past their deadline.
     Index("ix_ordering_sagas_due", "step", "deadline"),
 )

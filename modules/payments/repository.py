@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kernel import ConcurrencyConflict, Transaction
+from kernel import ConcurrencyConflict, Transaction, conflict_on, expect_one_row
 from modules.payments.domain import Charge, ChargeStatus
 from modules.payments.tables import charges
 
@@ -38,10 +38,10 @@ class Charges:
     async def add(self, charge: Charge) -> None:
         """Record a charge; ``ConcurrencyConflict`` if another settled the order meanwhile."""
         connection = await self._transaction.connection()
-        try:
+        with conflict_on(
+            IntegrityError, ConcurrencyConflict(f"order {charge.order_id} was settled meanwhile")
+        ):
             await connection.execute(_ADD, _row(charge))
-        except IntegrityError as error:
-            raise ConcurrencyConflict(f"order {charge.order_id} was settled meanwhile") from error
 
     async def save_voided(self, charge: Charge) -> None:
         """Store a captured charge as voided, only if it is still captured."""
@@ -50,8 +50,7 @@ class Charges:
             _SAVE_VOIDED,
             {"charge_id": charge.id, "status": charge.status.value, "reason": charge.reason},
         )
-        if result.rowcount != 1:
-            raise ConcurrencyConflict(f"charge {charge.id} changed meanwhile")
+        expect_one_row(result.rowcount, f"charge {charge.id}")
 
 
 def _charge(row: Any) -> Charge:

@@ -47,7 +47,9 @@ TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
 ADMIN = {"email": "admin@example.com", "password": "correct horse battery"}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.soak])]
+)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     if request.param == "sqlite":
         return {"CLEAVE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}"}

@@ -271,6 +271,7 @@ async def scenario(
             assert reason.startswith(expected), (order, reason)
 
 
+@pytest.mark.soak
 @settings(
     # Five plans per transport: each is a whole shop run with a crash (the default run stays
     # under ten minutes); raise it for a longer hunt.

@@ -66,7 +66,7 @@ async def test_a_new_product_gets_stock_at_zero_then_restocks(client: AsyncTestC
     product = {"sku": "TEA-1", "name": "Green tea", "price_cents": 450, "currency": "EUR"}
     created = await client.post("/api/v1/catalog/products", json=product, headers=admin)
     assert created.status_code == 201, created.text
-    assert created.json() == {**product, "description": ""}
+    assert created.json() == {**product, "description": "", "version": 0}
 
     # Inventory hears ProductAdded after the catalog's commit: poll as a client would.
     for _ in range(200):

@@ -19,16 +19,18 @@ import pytest
 
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.messaging_tables import messaging_tables
+from adapters.sqlalchemy.outbox import SqlOutboxStore
 from adapters.sqlalchemy.single_instance import claim_sqlite_file
-from adapters.sqlalchemy.storage import SqlOutboxStore, SqlStorage
+from adapters.sqlalchemy.storage import SqlStorage
 from entrypoints.bootstrap import shop_contracts
 from kernel.clock import SystemClock
 from kernel.codec import Codec
 from kernel.errors import ConfigurationError
 from kernel.messages import Envelope, Message
 from kernel.module import declared_messages
+from kernel.outbox import RetryPolicy
 from kernel.registry import Registry
-from kernel.relay import Relay, RetryPolicy
+from kernel.relay import Relay
 from modules.inventory.contracts import StockReserved
 from tests.support.harness import drop_database, open_database
 
@@ -163,7 +165,7 @@ async def test_a_renewed_claim_outlasts_its_first_lease(postgres_url: str) -> No
 
 async def _all(store: SqlOutboxStore) -> list[Any]:
     """Every record, claimed or not (a renewal needs the records, not just their ids)."""
-    from adapters.sqlalchemy.storage import _id
+    from adapters.sqlalchemy.outbox import _id
 
     outbox = store._tables.outbox
     async with store._engine.connect() as connection:

@@ -37,7 +37,7 @@ from tests.support.invariants import check_shop
 from tests.support.services import REDIS_URL, require
 from tests.support.shop_client import TERMINAL, ShopClient
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.soak]
 
 ORDERS = 200
 RESTOCKED = {"Q-TEA": 150, "Q-POT": 150, "Q-CUP": 150}

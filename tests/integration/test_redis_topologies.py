@@ -44,7 +44,10 @@ EXPECTED = [
 
 # split-redis and mixed-redis on Redis play the generated workload of
 # tests/topology/test_deployments.py beside the monolith; RabbitMQ gets this fixed journey.
-@pytest.mark.parametrize(("topology", "broker"), [("monolith", None), ("split-redis", "rabbitmq")])
+@pytest.mark.parametrize(
+    ("topology", "broker"),
+    [("monolith", None), pytest.param("split-redis", "rabbitmq", marks=pytest.mark.soak)],
+)
 def test_the_journey_gives_the_monoliths_results(
     topology: str, broker: str | None, tmp_path: Path
 ) -> None:

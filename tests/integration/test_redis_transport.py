@@ -275,7 +275,7 @@ async def test_a_delivery_that_fails_is_retried_by_the_worker_and_has_its_effect
             assert _broker_dead_letters(queues, "inventory") == []
 
 
-@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+@pytest.mark.parametrize("broker", ["redis", pytest.param("rabbitmq", marks=pytest.mark.soak)])
 async def test_a_refused_delivery_is_a_broker_dead_letter_an_operator_replays(
     namespace: str, tmp_path: Path, broker: str
 ) -> None:

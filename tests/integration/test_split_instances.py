@@ -27,7 +27,7 @@ from tests.support.harness import SyncDriver
 from tests.support.invariants import check_shop
 from tests.support.shop_client import ShopClient
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.soak]
 
 ORDERS = 60
 

@@ -1,5 +1,7 @@
 """One order placed in the monolith is one connected OpenTelemetry trace: every bus hop and
-every handler of its saga, including the deliveries relays make later from the outboxes."""
+every handler of its saga, including the deliveries relays make later from the outboxes; an
+HTTP request is a server span that continues its caller's trace. (Split deployments:
+tests/topology/test_traces_split.py.)"""
 
 from __future__ import annotations
 
@@ -13,10 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from litestar import Litestar, get, post
+from litestar.params import FromPath
+from litestar.testing import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from adapters.observability.http_spans import request_spans, server_spans
 from adapters.observability.tracing import Tracing
 from adapters.payments.http_provider import HttpPaymentProvider
 from adapters.payments.sandbox import SandboxPaymentProvider
@@ -28,6 +34,9 @@ from tests.support.harness import TEST_SETTINGS, running_shop
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.anyio
+
+_CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+_CALLER_SPAN = "00f067aa0ba902b7"
 
 
 @pytest.fixture
@@ -149,3 +158,58 @@ def test_spans_go_to_the_otlp_endpoint_when_one_is_set(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
     assert "/v1/traces" in received
+
+
+def test_a_request_is_a_server_span_that_continues_the_callers_trace() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = Tracing(provider).tracer
+
+    @post("/api/v1/things/{sku:str}", status_code=202)
+    async def add(sku: FromPath[str]) -> dict[str, str]:
+        with tracer.start_as_current_span("send things.AddThing"):  # as the bus's first hop
+            return {"sku": sku}
+
+    @get("/api/v1/broken")
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    @get("/health/live")
+    async def live() -> None:
+        return None
+
+    app = Litestar([add, broken, live], middleware=[server_spans(tracer)], debug=False)
+    with TestClient(app) as client:
+        traceparent = f"00-{_CALLER_TRACE}-{_CALLER_SPAN}-01"
+        assert client.post("/api/v1/things/TEA", headers={"traceparent": traceparent}).is_success
+        assert client.get("/api/v1/broken").status_code == 500
+        assert client.get("/health/live").is_success  # probes make no span
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert sorted(spans) == [
+        "GET /api/v1/broken",
+        "POST /api/v1/things/{sku}",
+        "send things.AddThing",
+    ]
+    server = spans["POST /api/v1/things/{sku}"]
+    assert server.context is not None and server.parent is not None
+    assert f"{server.context.trace_id:032x}" == _CALLER_TRACE
+    assert f"{server.parent.span_id:016x}" == _CALLER_SPAN
+    assert dict(server.attributes or {}) == {
+        "http.method": "POST",
+        "http.route": "/api/v1/things/{sku}",
+        "http.status_code": 202,
+    }
+    hop = spans["send things.AddThing"]
+    assert hop.parent is not None and hop.parent.span_id == server.context.span_id
+    failed = spans["GET /api/v1/broken"]
+    assert failed.parent is None  # no traceparent: a trace of its own
+    assert not failed.status.is_ok and (failed.attributes or {})["http.status_code"] == 500
+
+
+def test_no_request_span_middleware_without_an_otlp_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Tracing off: nothing is installed, so a request pays nothing for it.
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    assert request_spans() == []

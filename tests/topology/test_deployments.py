@@ -27,6 +27,10 @@ from entrypoints.up import Deployment
 from tests.support.deployments import ADMIN_EMAIL, ADMIN_PASSWORD, deployed
 from tests.support.shop_client import ShopClient
 
+# Five deployments as real processes take about a minute to start and drive: a soak run
+# (`.ci/run` runs it after the default run).
+pytestmark = pytest.mark.soak
+
 TOPOLOGIES = ["monolith", "split-http", "mixed", "split-redis", "mixed-redis"]
 SKUS = ["TEA", "POT", "CUP"]
 TOKENS = ["tok_ok", "tok_ok", "tok_ok", "tok_declined", "tok_error"]

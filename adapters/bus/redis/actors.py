@@ -85,6 +85,16 @@ class Hosted(Protocol):
         ...
 
 
+class Lane(Protocol):
+    """Requests taken on the loop, outside dramatiq's threads (``requests.RequestLane``)."""
+
+    def start(self) -> None: ...
+
+    def stop_taking(self) -> None: ...
+
+    async def stop(self, grace: float) -> None: ...
+
+
 class _ErrorOnly(msgspec.Struct):
     error: WireError | None = None
 
@@ -102,12 +112,23 @@ class WorkerHost:
         self.receiver: Receiver | None = None
         #: Requests that let go of their worker thread and still run on the loop.
         self.detached: set[concurrent.futures.Future[None]] = set()
+        #: On Redis, what takes requests on the loop itself (``requests.RequestLane``).
+        self.lane: Lane | None = None
 
     async def start(self) -> None:
         self.receiver = await self.hosted.start()
+        if self.lane is not None:
+            self.lane.start()
+
+    def stop_taking(self) -> None:
+        """Take no more requests on the loop (a stopping worker; any thread)."""
+        if self.lane is not None:
+            self.lane.stop_taking()
 
     async def stop(self) -> None:
         try:
+            if self.lane is not None:
+                await self.lane.stop(DETACHED_GRACE_SECONDS)
             pending = [asyncio.wrap_future(future) for future in self.detached]
             if pending:
                 _, late = await asyncio.wait(pending, timeout=DETACHED_GRACE_SECONDS)

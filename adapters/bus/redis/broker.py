@@ -81,20 +81,27 @@ class WakingRedisBroker(RedisBroker):
                 return None, self.do_fetch(queue_name, count)
         return woken, fetched
 
-    def fetch_arguments(self, queue_name: str, count: int) -> list[object]:
+    def fetch_arguments(self, queue_name: str, count: int) -> list[str | int]:
         """What ``do_fetch`` passes to dramatiq's ``dispatch.lua`` (its header documents them:
         command, timestamp, queue, worker id, heartbeat timeout, dead message TTL, whether to
         run maintenance, largest unpack, then the command's own: how many to fetch)."""
+        return self.dispatch_arguments("fetch", queue_name, count)
+
+    def dispatch_arguments(
+        self, command: str, queue_name: str, *args: str | int
+    ) -> list[str | int]:
+        """The arguments of ``dispatch.lua``'s ``command`` on ``queue_name``, as dramatiq's
+        ``do_<command>`` builds them, for a caller that pipelines the script itself."""
         return [
-            "fetch",
+            command,
             current_millis(),
             queue_name,
             self.broker_id,
             self.heartbeat_timeout,
             self.dead_message_ttl,
-            self._should_do_maintenance("fetch"),
+            self._should_do_maintenance(command),
             self._max_unpack_size(),
-            count,
+            *args,
         ]
 
 

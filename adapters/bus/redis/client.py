@@ -62,6 +62,16 @@ class QueueClient:
         #: per thread.)
         self.requests_offloaded = False
         self.deliveries_offloaded = True
+        #: On Redis, requests go to the module's requests queue, which the worker's event
+        #: loop reads itself (ADR 13); off, to the ``cleave.request`` actor on the module's
+        #: queue (bench/redis_transport.py compares the two).
+        self.requests_on_loop = config.broker == "redis"
+
+    def request_queue(self, module: str) -> str:
+        """The queue a command or query to ``module`` goes to."""
+        if self.requests_on_loop:
+            return self.config.request_queue(module)
+        return self.config.queue(module)
 
     @classmethod
     def from_settings(cls, settings: Any, service_name: str) -> QueueClient:
@@ -189,7 +199,7 @@ class QueueTransport:
         self.queue = client.config.queue(module)
 
     def requester(self, module: str, message: type[Message]) -> Call:
-        client, queue = self.client, self.client.config.queue(module)
+        client, queue = self.client, self.client.request_queue(module)
         encode, decode = self.codec.encode, self.codec.decode_reply
         timeout = client.config.request_timeout
 

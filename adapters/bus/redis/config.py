@@ -14,6 +14,9 @@ DEFAULT_NAMESPACE = "dramatiq"
 #: event or deferred command delivered for the relay.
 REQUEST_ACTOR = "cleave.request"
 DELIVER_ACTOR = "cleave.deliver"
+#: On Redis, requests have a queue of their own per module, ``<module>.requests``, which the
+#: worker's event loop reads itself (ADR 13); dramatiq's consumers never read it.
+REQUESTS_SUFFIX = ".requests"
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,16 @@ class QueueConfig:
             return f"{self.namespace}.{module}"
         return module
 
+    def request_queue(self, module: str) -> str:
+        """Where requests to ``module`` go: on Redis its requests queue, read by the worker's
+        event loop; on RabbitMQ its queue, where the ``cleave.request`` actor takes them."""
+        if self.broker == "redis":
+            return self.queue(module) + REQUESTS_SUFFIX
+        return self.queue(module)
+
     def module_of(self, queue: str) -> str:
         """The module a queue belongs to (its dramatiq canonical name, without prefix)."""
-        for suffix in (".DQ", ".XQ"):
+        for suffix in (".DQ", ".XQ", REQUESTS_SUFFIX):
             queue = queue.removesuffix(suffix)
         prefix = f"{self.namespace}."
         if self.broker == "rabbitmq" and self.namespace != DEFAULT_NAMESPACE:

@@ -66,6 +66,8 @@ class Hosting(Middleware):
             raise BootFailed(f"the worker cannot start: {error}") from error
 
     def before_worker_shutdown(self, broker: Broker, worker: Any) -> None:
+        # What is still queued stays there for the other workers; in-flight ones finish.
+        self.host.stop_taking()
         if self.health is not None:
             self.health.stopping = True
 

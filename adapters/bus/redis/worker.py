@@ -32,6 +32,7 @@ from adapters.bus.redis.health import HealthServer, Metrics
 from adapters.bus.redis.middleware import Hosting, Outcomes
 from adapters.bus.redis.reasons import ReasonBook
 from adapters.bus.redis.replies import ReplyPusher
+from adapters.bus.redis.requests import RequestLane
 
 #: A delivery may run for this share of the relay's patience (``ack_timeout``): a runaway
 #: handler is interrupted and retried, and the relay hears "retrying" before it gives up.
@@ -78,10 +79,14 @@ def worker_broker(
         broker.on_undecodable = lambda queue, dead_id, reason: book.record(
             queue, dead_id, reason, 0
         )
+    queues = [config.queue(module) for module in modules]
+    if isinstance(broker, WakingRedisBroker):
+        # Requests skip dramatiq's threads on Redis (ADR 13); RabbitMQ's go to the actor.
+        host.lane = RequestLane(broker, host, queues, config.redis_url)
     declare_actors(
         broker,
         host,
-        [config.queue(module) for module in modules],
+        queues,
         attempts=config.delivery_attempts,
         delivery_time_limit_ms=max(1000, int(config.ack_timeout * 1000 * DELIVERY_TIME_SHARE)),
     )

@@ -35,7 +35,7 @@ from modules.identity.contracts import (
     RegisterUser,
     User,
 )
-from modules.identity.handlers import DummyHash
+from modules.identity.dummy_hash import DummyHash
 from modules.identity.module import module as identity
 from modules.identity.tables import users
 from tests.contracts.identity.observer.module import Seen, observer

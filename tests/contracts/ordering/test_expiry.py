@@ -11,7 +11,7 @@ from kernel import SYSTEM, Forbidden, Principal
 from modules.catalog.contracts import AddProduct
 from modules.inventory.contracts import GetStock, Restock
 from modules.ordering.contracts import ExpireOrders, GetOrder, OrderLineRequest, PlaceOrder
-from modules.ordering.ports import OrderingSettings
+from modules.ordering.settings import OrderingSettings
 from tests.contracts.shop.sandbox import sandbox_payments
 from tests.support.harness import TEST_SETTINGS, Transport, running_shop
 

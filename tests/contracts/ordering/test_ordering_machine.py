@@ -44,8 +44,8 @@ from modules.ordering.contracts import (
     UNKNOWN_SKU,
     GetOrder,
     ListOrders,
-    Order,
     OrderLineRequest,
+    OrderView,
     PlaceOrder,
 )
 from tests.contracts.shop.sandbox import Payments, sandbox_payments
@@ -100,7 +100,7 @@ class OrderingMachine(RuleBasedStateMachine):
             )
         self.on_hand: Counter[str] = Counter()
         #: order id -> (customer, expected final status, created order)
-        self.orders: dict[str, tuple[Principal, str, Order]] = {}
+        self.orders: dict[str, tuple[Principal, str, OrderView]] = {}
 
     def teardown(self) -> None:
         self.driver.run(self._shop.__aexit__(None, None, None))
@@ -111,7 +111,7 @@ class OrderingMachine(RuleBasedStateMachine):
     def settle(self) -> None:
         assert self.run(self.runtime.settle()), "the shop did not settle"
 
-    def placed(self, order: Order, customer: Principal, lines: list[tuple[str, int]]) -> None:
+    def placed(self, order: OrderView, customer: Principal, lines: list[tuple[str, int]]) -> None:
         assert order.status == "PENDING"
         assert order.customer_id == customer.subject
         assert [(line.sku, line.quantity) for line in order.lines] == lines  # kept as asked
@@ -119,8 +119,8 @@ class OrderingMachine(RuleBasedStateMachine):
         assert order.total_cents == sum(q * PRODUCTS[sku][0] for sku, q in lines)
         assert order.currency == "EUR"
 
-    def final(self, order: Order) -> Order:
-        settled: Order = self.run(self.bus.ask(GetOrder(order_id=order.id), principal=SYSTEM))
+    def final(self, order: OrderView) -> OrderView:
+        settled: OrderView = self.run(self.bus.ask(GetOrder(order_id=order.id), principal=SYSTEM))
         assert settled.status != "PENDING", settled
         assert (settled.lines, settled.total_cents) == (order.lines, order.total_cents)
         return settled
@@ -163,7 +163,7 @@ class OrderingMachine(RuleBasedStateMachine):
         )
     )
     def place_orders_at_once(self, orders: list[tuple[Principal, list[Any], str]]) -> None:
-        async def all_at_once() -> list[Order]:
+        async def all_at_once() -> list[OrderView]:
             return list(
                 await asyncio.gather(
                     *(

@@ -28,11 +28,11 @@ from modules.ordering.contracts import (
     ForgetIdempotencyKeys,
     GetOrder,
     ListOrders,
-    Order,
     OrderLineRequest,
+    OrderView,
     PlaceOrder,
 )
-from modules.ordering.ports import OrderingSettings
+from modules.ordering.settings import OrderingSettings
 from modules.payments.contracts import GetCharges
 from tests.contracts.shop.sandbox import Payments, sandbox_payments
 from tests.support.harness import TEST_SETTINGS, running_shop
@@ -80,9 +80,9 @@ async def shop(
         await payments.provider.close()
 
 
-async def settled(runtime: Runtime, placed: Order, customer: Principal = ADA) -> Order:
+async def settled(runtime: Runtime, placed: OrderView, customer: Principal = ADA) -> OrderView:
     assert await runtime.settle()
-    found: Order = await runtime.bus.ask(GetOrder(order_id=placed.id), principal=customer)
+    found: OrderView = await runtime.bus.ask(GetOrder(order_id=placed.id), principal=customer)
     return found
 
 

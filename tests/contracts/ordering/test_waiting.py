@@ -13,8 +13,8 @@ import pytest
 from kernel import SYSTEM, Bus, NotFound, Principal
 from modules.catalog.contracts import AddProduct
 from modules.inventory.contracts import Restock
-from modules.ordering.contracts import GetOrder, Order, OrderLineRequest, PlaceOrder
-from modules.ordering.ports import OrderingSettings
+from modules.ordering.contracts import GetOrder, OrderLineRequest, OrderView, PlaceOrder
+from modules.ordering.settings import OrderingSettings
 from tests.contracts.shop.sandbox import sandbox_payments
 from tests.integration.test_http_orders import ADMIN_EMAIL, ADMIN_PASSWORD, running
 from tests.support.harness import TEST_SETTINGS, running_shop
@@ -31,19 +31,21 @@ PATIENT_PAYMENTS = msgspec.structs.replace(
 )
 
 
-async def _place(bus: Bus, token: str) -> Order:
+async def _place(bus: Bus, token: str) -> OrderView:
     await bus.send(AddProduct(sku="TEA", name="Tea", price_cents=450), principal=SYSTEM)
     await bus.send(Restock(sku="TEA", quantity=5), principal=SYSTEM)
-    order: Order = await bus.send(
+    order: OrderView = await bus.send(
         PlaceOrder(lines=[OrderLineRequest(sku="TEA", quantity=1)], payment_token=token),
         principal=CUSTOMER,
     )
     return order
 
 
-async def _wait(bus: Bus, order_id: str, seconds: float, principal: Principal = CUSTOMER) -> Order:
+async def _wait(
+    bus: Bus, order_id: str, seconds: float, principal: Principal = CUSTOMER
+) -> OrderView:
     # As the REST route does: the call's deadline lies past the wait.
-    order: Order = await bus.ask(
+    order: OrderView = await bus.ask(
         GetOrder(order_id=order_id, wait_seconds=seconds),
         principal=principal,
         deadline=time.time() + seconds + 5,

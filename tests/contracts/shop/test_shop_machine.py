@@ -38,7 +38,7 @@ from kernel import SYSTEM, Conflict, Principal
 from modules.catalog.contracts import DUPLICATE_SKU, AddProduct
 from modules.identity.contracts import RegisterUser
 from modules.inventory.contracts import GetStock, Restock
-from modules.ordering.contracts import GetOrder, Order, OrderLineRequest, PlaceOrder
+from modules.ordering.contracts import GetOrder, OrderLineRequest, OrderView, PlaceOrder
 from tests.contracts.shop.sandbox import Payments, sandbox_payments
 from tests.support.harness import TEST_SETTINGS, SyncDriver, running_shop
 from tests.support.harness import Transport as TransportName
@@ -147,7 +147,7 @@ class ShopMachine(RuleBasedStateMachine):
             ),
             label="lines",
         )
-        order: Order = self.run(
+        order: OrderView = self.run(
             self.bus.send(
                 PlaceOrder(
                     lines=[OrderLineRequest(sku=sku, quantity=q) for sku, q in lines],

@@ -37,6 +37,14 @@ def test_a_json_line_carries_the_fields_of_a_record_and_any_other_logger() -> No
     assert json.loads(render.format(theirs))["event"] == "hi 3"
 
 
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_uvicorns_coloured_copy_of_a_message_is_not_printed_as_a_key(log_format: str) -> None:
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started", (), None)
+    record.color_message = "\x1b[1mStarted\x1b[0m"
+    line = formatter(log_format).format(record)  # type: ignore[arg-type]
+    assert "Started" in line and "color_message" not in line
+
+
 def test_commands_log_at_info_queries_at_debug_failures_at_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -135,7 +135,7 @@ def test_the_order_flow_shows_every_way_an_order_settles(scenarios: list[Scenari
     lines = [line.strip() for line in diagram.splitlines()]
     assert lines[0] == "sequenceDiagram"
     # The customer's call is answered before the saga goes on through the outboxes.
-    assert lines.index("ordering-->>client: Order") < lines.index(
+    assert lines.index("ordering-->>client: OrderView") < lines.index(
         "ordering-)inventory: defer ReserveStock"
     )
     assert "Note over ordering: publish OrderPlaced (no subscriber)" in lines

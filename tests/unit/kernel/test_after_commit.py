@@ -8,12 +8,14 @@ import sys
 import punq
 import pytest
 
+from adapters.memory import MemoryStorage
 from kernel import Command, Event, Rejected, Transaction
 from kernel.dispatch import Dispatcher
 from kernel.messages import Envelope, message_name
 from kernel.module import Module
 from kernel.registry import Registry
-from kernel.unit_of_work import MemoryStorage, PendingDelivery, current_unit_of_work
+from kernel.routing import PendingDelivery
+from kernel.unit_of_work import current_unit_of_work
 
 
 class Note(Command[None], frozen=True, kw_only=True, tag="probe.Note"):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
+import subprocess
+import sys
 import types
 import uuid
 from decimal import Decimal
@@ -406,3 +408,21 @@ class TestContractsHandlers:
         assert suite_class.contract_module is fake  # type: ignore[attr-defined]
         with pytest.raises(LookupError, match="no module named 'other'"):
             contract_tests("other", shop=[fake])
+
+
+def test_the_kit_says_which_extra_it_needs_without_hypothesis() -> None:
+    # A fresh interpreter where hypothesis cannot be imported, as after `pip install cleave`.
+    probe = (
+        "import sys; sys.modules['hypothesis'] = None\n"
+        "try:\n    import kernel.testing\n"
+        "except ImportError as error:\n    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "install cleave[testing]" in result.stdout

@@ -8,6 +8,7 @@ import sys
 import punq
 import pytest
 
+from adapters.memory import MemoryStorage
 from kernel import Command, Event, Rejected, Transaction
 from kernel.codec import Codec
 from kernel.dispatch import Dispatcher
@@ -16,7 +17,6 @@ from kernel.module import Module
 from kernel.observe import Arrival, Outcome
 from kernel.receiver import Receiver
 from kernel.registry import Endpoint, Registry
-from kernel.unit_of_work import MemoryStorage
 
 pytestmark = pytest.mark.anyio
 

@@ -7,11 +7,13 @@ from collections.abc import Callable
 
 import pytest
 
+from adapters.memory import MemoryOutbox
 from kernel.clock import SystemClock
 from kernel.errors import NotFound, PoisonMessage, Unavailable
 from kernel.messages import Command, Envelope, Message
-from kernel.relay import MemoryOutbox, Relay, RetryPolicy
-from kernel.unit_of_work import PendingDelivery
+from kernel.outbox import RetryPolicy
+from kernel.relay import Relay
+from kernel.routing import PendingDelivery
 from modules.inventory.contracts import StockReserved
 
 pytestmark = pytest.mark.anyio

@@ -8,10 +8,12 @@ from collections.abc import Collection, Sequence
 
 import pytest
 
+from adapters.memory import MemoryOutbox
 from kernel.clock import SystemClock
 from kernel.messages import Envelope, Message
-from kernel.relay import MemoryOutbox, OutboxRecord, Relay, RetryPolicy
-from kernel.unit_of_work import PendingDelivery
+from kernel.outbox import OutboxRecord, RetryPolicy
+from kernel.relay import Relay
+from kernel.routing import PendingDelivery
 from modules.inventory.contracts import StockReserved
 
 pytestmark = pytest.mark.anyio
@@ -32,9 +34,9 @@ class CountingOutbox(MemoryOutbox):
         self.reads += 1
         return await super().due(now, limit, skip)
 
-    async def delivered(self, records: Sequence[OutboxRecord]) -> None:
+    async def remove_delivered(self, records: Sequence[OutboxRecord]) -> None:
         self.removals += 1
-        await super().delivered(records)
+        await super().remove_delivered(records)
 
 
 def delivery(order_id: str, target: str, index: int) -> PendingDelivery:

@@ -1,4 +1,4 @@
-"""Settings from environment variables, typed and validated by msgspec.
+"""Settings from environment variables, typed and validated by msgspec (for entrypoints).
 
 A process describes its settings as a frozen ``msgspec.Struct`` with defaults; each field
 ``foo_bar`` is read from ``CLEAVE_FOO_BAR``. A malformed value stops start-up with a message

@@ -27,3 +27,6 @@ class OrderingSettings:
     #: A ``GetOrder`` that waits reads the order again this often even if nothing woke it:
     #: another instance of ordering may have settled it (only the settling one wakes).
     wait_recheck_seconds: float = 1.0
+    #: How long a price the catalog gave is used for new orders (the catalog's events move it
+    #: forward meanwhile); 0 asks the catalog for every order (ADR 0018).
+    price_cache_seconds: float = 30.0

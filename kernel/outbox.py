@@ -1,0 +1,91 @@
+"""An outbox as the relay sees it: the records waiting, where they are kept, and how
+patiently a failed delivery is tried again.
+
+A unit of work writes its emitted messages (as ``PendingDelivery``) to its module's outbox in
+its own transaction; an ``OutboxStore`` hands them to the relay as ``OutboxRecord`` and keeps
+the relay's verdict: delivered (removed), retry later, or dead letter.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from kernel.messages import Envelope, Message
+
+
+@dataclass(slots=True)
+class OutboxRecord:
+    """One pending delivery as the store hands it to the relay."""
+
+    id: int
+    target: str
+    envelope: Envelope | None
+    message: Message | None
+    partition: str | None = None
+    attempts: int = 0
+    #: Why the record cannot be decoded; such a record goes straight to the dead letters.
+    poison: str | None = None
+    #: The stored bytes, kept for the dead letter when the record is poison.
+    raw: bytes = b""
+    #: Whether a newer record of the same (target, partition) waits behind this one when it
+    #: was read; None if the store cannot tell. Settling a record nobody waits behind needs
+    #: no new read of the outbox.
+    followed: bool | None = None
+
+
+class OutboxStore(Protocol):
+    """Where an outbox lives (a SQL table, or memory for modules without tables)."""
+
+    async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
+        """Up to ``limit`` records due by ``now``, each the oldest of its (target, partition),
+        leaving out the ids in ``skip`` (those the relay is busy with)."""
+        ...
+
+    async def remove_delivered(self, records: Sequence[OutboxRecord]) -> None:
+        """Remove delivered records (the relay settles them in batches)."""
+        ...
+
+    async def retry_later(self, record: OutboxRecord, attempts: int, at: float, error: str) -> None:
+        """Keep ``record`` after its ``attempts``-th failure (``error``); due again at ``at``."""
+        ...
+
+    async def dead_letter(self, record: OutboxRecord, attempts: int, reason: str) -> None:
+        """Move ``record`` to the dead letters with ``reason``: it failed for good."""
+        ...
+
+    async def pending(self) -> int:
+        """How many records wait for delivery (due now or later)."""
+        ...
+
+    async def release(self, records: Sequence[OutboxRecord]) -> None:
+        """Make records this relay took but will not deliver (it stops) due again now, for
+        whichever instance of the module reads the outbox next."""
+        ...
+
+    #: How often the claims of records in flight must be renewed (None: no claims).
+    renew_interval: float | None
+
+    async def renew(self, records: Sequence[OutboxRecord]) -> None:
+        """Extend this relay's claims on records still in flight (a slow delivery)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failed delivery is tried again."""
+
+    max_attempts: int = 8
+    base_delay: float = 0.2
+    max_delay: float = 30.0
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failure: exponential, with equal jitter."""
+        ceiling: float = min(self.max_delay, self.base_delay * 2.0 ** (attempts - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+#: Delivers one message to one named handler, wherever it runs; raises if it failed.
+Deliver = Callable[[str, Envelope, Message], Awaitable[None]]
