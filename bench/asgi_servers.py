@@ -62,7 +62,7 @@ from bench.deployment import (
 from bench.http_clients import _cpus
 from bench.load import ORDER_TIMEOUT, TERMINAL, WAIT_SECONDS, seeded
 from bench.report import Section, fmt
-from bench.timing import Cell, load_average, machine
+from bench.timing import Cell, closed_loop, load_average, machine
 
 CONTENDERS = ("uvicorn-h11", "uvicorn-h11-plain", "uvicorn-httptools", "granian")
 WORKLOADS = ("mix", "orders")
@@ -265,25 +265,8 @@ WORKLOAD_UNITS = {"mix": mix, "orders": orders}
 
 async def drive(unit: Unit, count: int, concurrency: int, latencies: list[float]) -> int:
     """Run ``count`` units from ``concurrency`` tasks; latencies appended; errors counted."""
-    remaining = count
-    errors = 0
-
-    async def worker() -> None:
-        nonlocal remaining, errors
-        clock = time.perf_counter
-        while remaining > 0:
-            remaining -= 1
-            begun = clock()
-            try:
-                ok = await unit()
-            except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
-                errors += 1
-                continue
-            latencies.append(clock() - begun)
-            errors += not ok
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return errors
+    failures = (aiohttp.ClientError, TimeoutError, KeyError, ValueError)
+    return await closed_loop(unit, count, concurrency, latencies, failures)
 
 
 async def measure_cells(

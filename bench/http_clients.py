@@ -44,7 +44,7 @@ import psutil
 from bench.deployment import free_port
 from bench.http_app import call_body
 from bench.report import Section, fmt
-from bench.timing import Cell, load_average, machine
+from bench.timing import Cell, closed_loop, load_average, machine
 
 CLIENTS = ("aiohttp", "httpx")
 ROUTES = ("/bare", "/internal/call")
@@ -159,26 +159,12 @@ SENDERS = {"aiohttp": aiohttp_sender, "httpx": httpx_sender}
 
 async def drive(send: Send, count: int, concurrency: int, latencies: list[float]) -> int:
     """Send ``count`` requests from ``concurrency`` tasks; latencies appended; errors counted."""
-    remaining = count
-    errors = 0
 
-    async def worker() -> None:
-        nonlocal remaining, errors
-        clock = time.perf_counter
-        while remaining > 0:
-            remaining -= 1
-            started = clock()
-            try:
-                status = await send()
-            except (aiohttp.ClientError, httpx.HTTPError, TimeoutError):
-                errors += 1
-                continue
-            latencies.append(clock() - started)
-            if status != 200:
-                errors += 1
+    async def answered_ok() -> bool:
+        return await send() == 200
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return errors
+    failures = (aiohttp.ClientError, httpx.HTTPError, TimeoutError)
+    return await closed_loop(answered_ok, count, concurrency, latencies, failures)
 
 
 async def measure_cells(

@@ -220,3 +220,37 @@ class Cell:
     @property
     def server_cpu_us(self) -> float:
         return self.server_cpu_s / self.count * 1e6 if self.count else float("nan")
+
+
+async def closed_loop(
+    call: Callable[[], Awaitable[bool]],
+    count: int,
+    concurrency: int,
+    latencies: list[float],
+    failures: tuple[type[BaseException], ...] = (Exception,),
+    on_failure: Callable[[BaseException], None] | None = None,
+) -> int:
+    """Run ``count`` calls from ``concurrency`` tasks, each starting its next call when its
+    last one ended; returns how many failed (raised one of ``failures`` or answered False).
+    Latencies of the calls that answered are appended to ``latencies``."""
+    remaining = count
+    errors = 0
+
+    async def worker() -> None:
+        nonlocal remaining, errors
+        clock = time.perf_counter
+        while remaining > 0:
+            remaining -= 1
+            started = clock()
+            try:
+                ok = await call()
+            except failures as error:
+                errors += 1
+                if on_failure is not None:
+                    on_failure(error)
+                continue
+            latencies.append(clock() - started)
+            errors += not ok
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return errors

@@ -27,7 +27,6 @@ Nothing passes or fails on time.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import os
@@ -47,7 +46,7 @@ import psutil
 
 from bench.deployment import free_port
 from bench.report import Section, fmt, not_measured
-from bench.timing import Cell
+from bench.timing import Cell, closed_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The issue's target, printed next to the ratios (never asserted).
@@ -220,25 +219,15 @@ FAILURES: Counter[str] = Counter()
 
 async def _drive(call: Call, count: int, concurrency: int, latencies: list[float]) -> int:
     """``count`` calls from ``concurrency`` tasks; latencies appended; errors counted."""
-    remaining = count
-    errors = 0
 
-    async def worker() -> None:
-        nonlocal remaining, errors
-        clock = time.perf_counter
-        while remaining > 0:
-            remaining -= 1
-            started = clock()
-            try:
-                await call()
-            except Exception as error:
-                errors += 1
-                FAILURES[f"{type(error).__name__}: {str(error)[:160]}"] += 1
-                continue
-            latencies.append(clock() - started)
+    async def answered() -> bool:
+        await call()
+        return True
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return errors
+    def record(error: BaseException) -> None:
+        FAILURES[f"{type(error).__name__}: {str(error)[:160]}"] += 1
+
+    return await closed_loop(answered, count, concurrency, latencies, on_failure=record)
 
 
 async def _measure_cells(
