@@ -16,7 +16,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ import httpx
 import psutil
 
 from entrypoints.topology import Topology, module_variable
+from entrypoints.up import free_port, free_ports
 
 DatabaseKind = Literal["sqlite", "postgresql"]
 TopologyName = Literal["monolith", "split-http", "mixed", "split-redis"]
@@ -109,14 +109,6 @@ class Deployment:
     def rss(self) -> int:
         """Resident memory in bytes of the whole deployment."""
         return sum(self.rss_by_service().values())
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def postgres_available() -> str | None:
@@ -283,25 +275,7 @@ def _topology_environment(
 
 def _ports(topology: Topology) -> dict[str, int]:
     """A free base port per service (consecutive free ports for one with instances)."""
-    ports: dict[str, int] = {}
-    for service in topology.services:
-        for _ in range(100):
-            first = free_port()
-            if all(_port_free(first + n) for n in range(1, service.instances)):
-                ports[service.name] = first
-                break
-        else:
-            raise NotAvailable(f"no {service.instances} consecutive free ports for {service.name}")
-    return ports
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    return {service.name: free_ports(service.instances) for service in topology.services}
 
 
 async def _create_schema(schema: str) -> None:

@@ -71,6 +71,10 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     }
     ok = all(checks.values())
     body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "checks": checks}
+    if process is not None:
+        # Which process this is: ``cleave up`` makes sure the one on a port is its child.
+        body["modules"] = list(process.plan.hosted)
+        body["instance"] = process.settings.instance
     if len(answers) > 1:
         body["databases"] = {module: answers[id(db)] for module, db in databases.items()}
     if process is not None and process.plan.remote:

@@ -82,6 +82,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     delivery_backoff_seconds: float = 0.2
     #: Seconds a stopping process waits for deliveries in flight.
     shutdown_grace_seconds: float = 10.0
+    #: What this process is called by whoever started it (``cleave up`` names each child), said
+    #: by ``/health/ready`` so that the supervisor knows the answer on a port is its child's.
+    instance: str = ""
     #: Argon2 cost: "default" for production, "low" for tests and demos.
     password_hash_cost: Literal["default", "low"] = "default"
     #: HMAC key every service of a split deployment signs its internal calls with.

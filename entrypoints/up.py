@@ -25,18 +25,51 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from entrypoints.topology import Service, Topology, default_data_dir, module_variable
 from kernel.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[1]
+READY = "/health/ready"
 _PR_SET_PDEATHSIG = 1
 
 
+#: The ports this process handed out. The OS may give a just-released port to the next
+#: probe again; two children told the same port make one fail to bind while the other
+#: answers its readiness probe in its place (a CI run saw ordering's requests go to another
+#: service that way).
+_handed_out: set[int] = set()
+
+
+def free_ports(count: int = 1, host: str = "127.0.0.1") -> int:
+    """The first of ``count`` consecutive TCP ports nobody listens on right now and that
+    this process has not handed out before."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            first = int(probe.getsockname()[1])
+        ports = range(first, first + count)
+        if first + count >= 65535 or _handed_out.intersection(ports):
+            continue
+        if all(_free(host, port) for port in ports[1:]):
+            _handed_out.update(ports)
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on right now (see ``free_ports``)."""
+    return free_ports(1, host)
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
@@ -96,6 +129,8 @@ class Deployment:
         self.environ = self._environment(base)
         self.children: list[Child] = []
         self.sandbox: Child | None = None
+        #: Names this run's children (``instance_name``).
+        self._run = secrets.token_hex(4)
         for service in topology.services:
             for instance in range(service.instances):
                 self.children.append(self._child(service, instance))
@@ -186,7 +221,7 @@ class Deployment:
             child.popen = subprocess.Popen(
                 child.command,
                 cwd=ROOT,
-                env=self.environ,
+                env={**self.environ, "CLEAVE_INSTANCE": self.instance_name(child)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -203,7 +238,7 @@ class Deployment:
         while waiting:
             for child in list(waiting):
                 self._check_running(child)
-                if not child.url or _answers(child.url + "/health/ready"):
+                if not child.url or self._ready(child):
                     waiting.remove(child)
                     self._say_ready(child, time.monotonic() - started)
             if waiting and time.monotonic() > end:
@@ -222,16 +257,41 @@ class Deployment:
                 f"{child.log}:\n{child.tail()}"
             )
 
+    def _ready(self, child: Child) -> bool:
+        """Whether ``child`` says it is ready. The answer must carry the name this supervisor
+        gave it: another process answering on its port (which it then cannot bind) is not
+        taken for it."""
+        body = _get(child.url + READY)
+        if body is None:
+            return False
+        try:
+            instance = msgspec.json.decode(body).get("instance")
+        except (msgspec.DecodeError, AttributeError):
+            instance = None
+        if instance != self.instance_name(child):
+            port = child.url.rsplit(":", 1)[1]
+            raise ConfigurationError(
+                f"{child.label}: another process answers on port {port} "
+                f"(it says it is {instance!r}); {child.label} cannot have it. Its log "
+                f"{child.log}:\n{child.tail()}"
+            )
+        return True
+
+    def instance_name(self, child: Child) -> str:
+        """What ``child`` is called in this run (``CLEAVE_INSTANCE``)."""
+        return f"{child.label}@{self._run}"
+
     def _say_ready(self, child: Child, took: float) -> None:
         where = child.url or "worker"
         self.say(f"  ready  {child.label:<16} {where:<26} pid {child.pid}  {took:.1f}s")
 
-    def _wait_ready(self, child: Child, path: str = "/health/ready") -> None:
+    def _wait_ready(self, child: Child, path: str = READY) -> None:
         started = time.monotonic()
         end = started + self.start_timeout
         while time.monotonic() < end:
             self._check_running(child)
-            if not child.url or _answers(child.url + path):
+            ready = self._ready(child) if path == READY else _answers(child.url + path)
+            if not child.url or ready:
                 self._say_ready(child, time.monotonic() - started)
                 return
             time.sleep(0.1)
@@ -296,11 +356,16 @@ class Deployment:
 
 
 def _answers(url: str) -> bool:
+    return _get(url) is not None
+
+
+def _get(url: str) -> bytes | None:
+    """The body of a 200 answer to GET ``url``; None for any other answer or none."""
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
+            return bytes(response.read()) if response.status == 200 else None
     except (urllib.error.URLError, OSError, ValueError):
-        return False
+        return None
 
 
 def run_up(topology: Topology, path: str | Path, say: Callable[[str], None] = print) -> int:

@@ -162,6 +162,7 @@ def setup() -> None:
         service.modules,
         health=health,
         metrics=_metrics_of(process),
+        instance=settings.instance,
     )
     dramatiq.set_broker(broker)
 

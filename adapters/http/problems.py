@@ -22,6 +22,7 @@ from kernel.errors import (
     Forbidden,
     InternalError,
     NotFound,
+    PoisonMessage,
     Rejected,
     Unauthenticated,
     Unavailable,
@@ -53,6 +54,7 @@ _TITLES = {
     415: "Unsupported Media Type",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    502: "Bad Gateway",
     503: "Service Unavailable",
 }
 
@@ -174,6 +176,22 @@ def nested_too_deep(request: Request[Any, Any, Any], error: RecursionError) -> R
     return problem(HTTP_400_BAD_REQUEST, "the body is nested too deeply", code="too_deep")
 
 
+def refused_upstream(request: Request[Any, Any, Any], error: PoisonMessage) -> Response[Any]:
+    """The service this process asked could not read the request: it runs other contracts,
+    or it is not the service the topology says (a deployment fault, not the client's): 502."""
+    log.error(
+        "%s %s: the service asked refused the request: %s",
+        request.method,
+        request.url.path,
+        error.reason,
+    )
+    return problem(
+        502,
+        "a service behind this one refused the request; the error is logged",
+        code="upstream_refused",
+    )
+
+
 def unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "the server failed; the error is logged")
@@ -181,6 +199,7 @@ def unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[An
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     CleaveError: cleave_error,
+    PoisonMessage: refused_upstream,
     msgspec.ValidationError: validation_error,
     HTTPException: http_exception,
     RecursionError: nested_too_deep,

@@ -9,18 +9,23 @@ The worker and the caller are those of ``test_redis_transport``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import pytest
 import redis
 
-from adapters.bus.redis.broker import make_broker
-from adapters.bus.redis.config import REQUEST_ACTOR
+from adapters.bus.redis.broker import WakingRedisBroker, make_broker
+from adapters.bus.redis.config import REQUEST_ACTOR, QueueConfig
+from entrypoints.up import ROOT
 from kernel import SYSTEM
-from kernel.errors import NotFound
+from kernel.errors import NotFound, Unavailable
 from modules.catalog.contracts import AddProduct, GetProduct
 from tests.integration.test_redis_transport import (
     Faults,
@@ -30,6 +35,7 @@ from tests.integration.test_redis_transport import (
     _topology,
     caller,
     config,
+    eventually,
     namespace,
     running_worker,
 )
@@ -95,6 +101,94 @@ async def test_a_stopping_worker_answers_the_request_it_took_and_leaves_the_next
         await asyncio.sleep(0.3)
         assert _keys(namespace, "catalog.requests") == {f"{namespace}:catalog.requests": 1}
         late.cancel()
+
+
+#: A worker process of its own (so that it can be killed), hosting catalog and inventory as
+#: ``running_worker`` does, whose requests for a ``SLOW`` SKU take a minute.
+_KILLABLE_WORKER = """
+import sys, time
+from pathlib import Path
+from tests.integration.test_redis_transport import Faults, config, running_worker
+slow = Faults(slow_marker=b"SLOW", slow_seconds=60)
+with running_worker(config(sys.argv[1]), Path(sys.argv[2]), slow):
+    time.sleep(120)
+"""
+
+
+async def test_a_request_whose_worker_is_killed_fails_at_its_deadline_and_never_runs_again(
+    namespace: str, tmp_path: Path
+) -> None:
+    queues = config(namespace)
+    database = tmp_path / "stock.db"
+    killed = _start_killable_worker(namespace, database)
+    try:
+        async with caller(queues) as runtime:
+            bus = runtime.bus
+            await eventually(lambda: _answers(bus))
+            asked = asyncio.ensure_future(
+                bus.ask(GetProduct(sku="SLOW-1"), deadline=time.time() + 2)
+            )
+            await _wait_for(lambda: _held(namespace, 1))
+            killed.kill()  # SIGKILL, its request in the middle of its handler
+            killed.wait(timeout=10)
+            with pytest.raises(Unavailable) as failure:
+                await asked
+            assert failure.value.code == "deadline"
+            # The dead worker still holds it. dramatiq's maintenance gives what a worker held
+            # back to its queue once the worker's heartbeat is older than the heartbeat
+            # timeout (30 s here): done now, with a timeout of 1 ms.
+            _requeue_from_dead_workers(queues)
+            assert _keys(namespace, "catalog.requests") == {f"{namespace}:catalog.requests": 1}
+            again = Faults(slow_marker=b"SLOW", slow_seconds=60)
+            with running_worker(queues, database, again):
+                # Its caller gave up: the next worker drops it instead of running it again.
+                await _wait_for(lambda: _held_and_queued(namespace, 0))
+                with pytest.raises(NotFound):
+                    await bus.ask(GetProduct(sku="TEA"))
+            assert again.slow_taken == 0
+    finally:
+        killed.kill()
+        killed.wait(timeout=10)
+
+
+def _start_killable_worker(namespace: str, database: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _KILLABLE_WORKER, namespace, str(database)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _answers(bus: Any) -> bool:
+    with contextlib.suppress(NotFound):
+        await bus.ask(GetProduct(sku="TEA"), deadline=time.time() + 1)
+    return True
+
+
+async def _held(namespace: str, count: int) -> bool:
+    return sum(_keys(namespace, "__acks__.*.catalog.requests").values()) == count
+
+
+async def _held_and_queued(namespace: str, count: int) -> bool:
+    queued = sum(_keys(namespace, "catalog.requests").values())
+    return queued + sum(_keys(namespace, "__acks__.*.catalog.requests").values()) == count
+
+
+def _requeue_from_dead_workers(queues: QueueConfig) -> None:
+    """dramatiq's maintenance of catalog's requests queue, as any fetch of it may run it,
+    with a heartbeat timeout of 1 ms: what dead workers held goes back to the queue."""
+    broker = make_broker(queues)
+    assert isinstance(broker, WakingRedisBroker)
+    broker.heartbeat_timeout = 1
+    broker.maintenance_chance = 1_000_000  # every command
+    time.sleep(0.01)
+    try:
+        # "requeue" of no message: nothing but the maintenance.
+        arguments = broker.dispatch_arguments("requeue", queues.request_queue("catalog"))
+        broker.scripts["dispatch"](keys=[broker.namespace], args=arguments)
+    finally:
+        broker.close()
 
 
 async def test_what_the_loop_cannot_read_lands_in_the_module_dead_letters_with_its_reason(

@@ -102,6 +102,8 @@ class Faults:
     #: Requests whose frame holds ``slow_marker`` take ``slow_seconds`` before their handler.
     slow_marker: bytes = b""
     slow_seconds: float = 0.0
+    #: How many of those this worker took.
+    slow_taken: int = 0
 
 
 class FaultyReceiver(Receiver):
@@ -127,6 +129,7 @@ class FaultyReceiver(Receiver):
 
     async def request(self, frame: bytes) -> bytes:
         if self.faults.slow_marker and self.faults.slow_marker in frame:
+            self.faults.slow_taken += 1
             await asyncio.sleep(self.faults.slow_seconds)  # a client waiting, as it were
         return await super().request(frame)
 
@@ -267,7 +270,7 @@ async def test_a_delivery_that_fails_is_retried_by_the_worker_and_has_its_effect
             await bus.send(Restock(sku="TEA", quantity=5), principal=SYSTEM)
             lines = [StockLine(sku="TEA", quantity=2)]
             await bus.defer(ReserveStock(order_id="order-1", lines=lines))
-            assert await runtime.settle(20)
+            assert await runtime.settle(20), stuck(runtime, queues)
             assert await _stock_is(bus, "TEA", on_hand=5, reserved=2)
             # Two injected failures, then the one that counted: all in one delivery.
             assert list(faults.seen.values()) == [3]
@@ -291,7 +294,7 @@ async def test_a_refused_delivery_is_a_broker_dead_letter_an_operator_replays(
             await bus.send(Restock(sku="TEA", quantity=5), principal=SYSTEM)
             # Selling stock no order reserved is refused for good: dead at once, no retry.
             await bus.defer(SellStock(order_id="order-7"))
-            assert await runtime.settle(20)
+            assert await runtime.settle(20), stuck(runtime, queues)
             assert outbox_dead_letters(runtime) == []  # it left the outbox...
 
             (letter,) = _listed(queues, topology)  # ...and is in the broker's dead letters
@@ -382,7 +385,7 @@ async def test_deliveries_of_one_partition_are_handled_in_order_through_retries(
                     ReserveStock(order_id=order, lines=[StockLine(sku="TEA", quantity=1)])
                 )
                 await bus.defer(SellStock(order_id=order))
-            assert await runtime.settle(60)
+            assert await runtime.settle(60), stuck(runtime, queues)
             assert await _stock_is(bus, "TEA", on_hand=100 - len(orders), reserved=0)
             assert _broker_dead_letters(queues, "inventory") == []
             assert outbox_dead_letters(runtime) == []
@@ -413,7 +416,7 @@ async def test_a_stopping_worker_finishes_what_it_started_and_leaves_the_rest_qu
         # Nothing lost: each one was either handled (and acked) or is back on the queue.
         assert handled + queued == 20, (handled, queued)
         with running_worker(queues, tmp_path / "stock.db"):
-            assert await runtime.settle(30)
+            assert await runtime.settle(30), stuck(runtime, queues)
             assert await _stock_is(bus, "TEA", on_hand=100, reserved=20)
 
 
@@ -454,6 +457,27 @@ async def _on_hand(bus: Any, sku: str, expected: int) -> bool:
 async def _stock_is(bus: Any, sku: str, *, on_hand: int, reserved: int) -> bool:
     level = await bus.ask(GetStock(sku=sku))
     return bool((level.on_hand, level.reserved) == (on_hand, reserved))
+
+
+def stuck(runtime: Runtime, queues: QueueConfig) -> str:
+    """What a relay still waits for, and where its messages are on the broker."""
+    waiting = [
+        f"{record.envelope and record.envelope.name} {record.id} to {record.target}"
+        for relay in runtime.relays
+        for record in relay._in_flight_records.values()
+    ]
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = sorted(key.decode() for key in client.scan_iter(f"{queues.namespace}:*"))
+        sizes = {
+            key: client.llen(key) if client.type(key) == b"list" else client.type(key)
+            for key in keys
+            if not key.endswith(".msgs")
+        }
+        acks = {key: client.scard(key) for key in keys if "__acks__" in key}
+    finally:
+        client.close()
+    return f"in flight: {waiting}; keys: {sizes}; held unacked: {acks}"
 
 
 def _queued(queues: QueueConfig, module: str) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
+import re
 import subprocess
 import sys
 import uuid
@@ -21,7 +21,7 @@ import redis
 
 from entrypoints.bootstrap import SHOP_PACKAGES
 from entrypoints.topology import Topology, load_topology, module_variable
-from entrypoints.up import ROOT, Deployment
+from entrypoints.up import ROOT, Deployment, free_ports
 from tests.support.services import RABBITMQ_URL, REDIS_URL, require
 
 ADMIN_EMAIL = "admin@example.com"
@@ -47,28 +47,6 @@ TEST_ENVIRONMENT = {
 
 def topology_file(name: str) -> Path:
     return ROOT / "topologies" / f"{name}.toml"
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports (for the instances of a service)."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = int(probe.getsockname()[1])
-        if first + count >= 65535:
-            continue
-        if all(_free(first + offset) for offset in range(1, count)):
-            return first
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @contextlib.contextmanager
@@ -114,6 +92,22 @@ def deployed(
     finally:
         if queues:
             forget(environ)
+
+
+def logged_errors(deployment: Deployment, most: int = 30) -> str:
+    """The error lines its processes logged (and each traceback's last line), for a failing
+    assertion to show what went wrong behind the answers it compared."""
+    found: list[str] = []
+    for child in [*deployment.children, *([deployment.sandbox] if deployment.sandbox else [])]:
+        for line in child.tail(200_000).splitlines():
+            if _ERROR_LINE.search(line):
+                found.append(f"{child.label}: {line[:300]}")
+    if not found:
+        return "(no process logged an error)"
+    return "errors the processes logged:\n" + "\n".join(found[-most:])
+
+
+_ERROR_LINE = re.compile(r"\[(error|critical) |^(ERROR|CRITICAL)|^\w+(\.\w+)*(Error|Exception): ")
 
 
 def forget(environ: Mapping[str, str]) -> None:

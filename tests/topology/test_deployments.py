@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entrypoints.up import Deployment
-from tests.support.deployments import ADMIN_EMAIL, ADMIN_PASSWORD, deployed
+from tests.support.deployments import ADMIN_EMAIL, ADMIN_PASSWORD, deployed, logged_errors
 from tests.support.shop_client import ShopClient
 
 # Five deployments as real processes take about a minute to start and drive: a soak run
@@ -176,7 +176,10 @@ def test_every_deployment_gives_the_same_results(
     reference = results["monolith"]
     for name, observed in results.items():
         for index, (expected, got) in enumerate(zip(reference, observed, strict=True)):
-            assert got == expected, f"{name} differs from the monolith at step {index}"
+            assert got == expected, (
+                f"{name} differs from the monolith at step {index}\n"
+                + logged_errors(deployments[name])
+            )
 
 
 @pytest.mark.slow
@@ -201,4 +204,4 @@ def test_the_journey_ends_the_same_in_every_deployment(
     settled = [entry[1]["status"] for entry in results["monolith"] if entry[0] == "settled"]
     assert settled == ["CONFIRMED", "CANCELLED", "CANCELLED", "REJECTED"]
     for name, observed in results.items():
-        assert observed == results["monolith"], name
+        assert observed == results["monolith"], f"{name}\n{logged_errors(deployments[name])}"

@@ -57,6 +57,12 @@ class WakingRedisBroker(RedisBroker):
     def consumer_class(self) -> type[_RedisConsumer]:
         return WakingRedisConsumer
 
+    def close(self) -> None:
+        """Close the broker's connections (dramatiq's ``close`` leaves its pool open: its
+        sockets were then closed, or not, by the garbage collector)."""
+        super().close()
+        self.client.connection_pool.disconnect()
+
     def queue_key(self, queue_name: str) -> str:
         """The Redis list of a queue's message ids (dramatiq's layout)."""
         return f"{self.namespace}:{queue_name}"
@@ -117,6 +123,27 @@ class WakingRedisConsumer(_RedisConsumer):
         self._fetched_at = 0.0
         #: Set when a message is acked or rejected: a full consumer may fetch again.
         self._freed = threading.Event()
+
+    def close(self) -> None:
+        """Give back to the queue what was fetched and not handed out yet. dramatiq's
+        consumer leaves it in this worker's ack set, where only the maintenance of a later
+        fetch finds it, once this worker's heartbeat is older than the heartbeat timeout: a
+        stopped worker would hold a message for 30 s or more."""
+        cached, self.message_cache = self.message_cache, []
+        held = []
+        for data in cached:
+            try:
+                held.append(str(Message.decode(data).options["redis_message_id"]))
+            except (DecodeError, KeyError, TypeError):
+                continue  # not a dramatiq message: maintenance returns it, the next one rejects it
+        try:
+            if held:
+                self.broker.do_requeue(self.queue_name, *held)
+        except redis.RedisError as error:
+            log.warning(
+                "queue %s: could not give back %d messages: %s", self.queue_name, len(held), error
+            )
+        super().close()
 
     def ack(self, message: MessageProxy) -> None:
         try:

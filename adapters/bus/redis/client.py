@@ -96,10 +96,7 @@ class QueueClient:
             if isinstance(waiting, asyncio.Future) and not waiting.done():
                 waiting.set_exception(Unavailable("the queue transport is closed"))
         self._waiting.clear()
-        self.broker.close()
-        client = getattr(self.broker, "client", None)  # the Redis broker's connection pool
-        if client is not None:
-            client.close()
+        self.broker.close()  # its connections too (WakingRedisBroker.close)
 
     # -- sending ----------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ probe (or scrape) answers for the process that took it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -24,9 +24,16 @@ Metrics = Callable[[], Awaitable[bytes]]
 
 class HealthServer:
     def __init__(
-        self, host: str, port: int, checks: Checks, metrics: Metrics | None = None
+        self,
+        host: str,
+        port: int,
+        checks: Checks,
+        metrics: Metrics | None = None,
+        identity: Mapping[str, object] | None = None,
     ) -> None:
         self.host = host
+        #: Said with each readiness answer: which process this is (``cleave up`` checks it).
+        self.identity = dict(identity or {})
         self.port = port
         self._checks = checks
         self._metrics = metrics
@@ -59,7 +66,7 @@ class HealthServer:
         checks = await self._checks()
         checks["accepting work"] = not self.stopping
         ok = all(checks.values())
-        body = {"status": "ok" if ok else "unavailable", "checks": checks}
+        body = {**self.identity, "status": "ok" if ok else "unavailable", "checks": checks}
         return web.json_response(body, status=200 if ok else 503)
 
     async def _scrape(self, request: web.Request) -> web.Response:

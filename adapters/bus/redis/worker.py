@@ -46,10 +46,12 @@ def worker_broker(
     *,
     health: tuple[str, int] | None = None,
     metrics: Metrics | None = None,
+    instance: str = "",
 ) -> tuple[Broker, WorkerHost]:
     """The broker of a worker hosting ``modules`` (their queues declared, actors bound), and
-    the host that runs their messages; ``health`` is where to serve the probes, and
-    ``metrics`` (when given) too."""
+    the host that runs their messages; ``health`` is where to serve the probes (saying
+    ``instance``, this process's name given by its supervisor), and ``metrics`` (when given)
+    too."""
     if not modules:
         raise ValueError("a worker hosts at least one module")
     host = WorkerHost(hosted, modules, ReplyPusher(config.redis_url, config.reply_ttl))
@@ -60,7 +62,8 @@ def worker_broker(
         found["redis"] = host.pusher.ping()
         return found
 
-    probes = HealthServer(health[0], health[1], checks, metrics) if health else None
+    identity = {"modules": list(modules), "instance": instance}
+    probes = HealthServer(health[0], health[1], checks, metrics, identity) if health else None
     middleware = [
         Outcomes(host, book),
         CurrentMessage(),
