@@ -128,7 +128,8 @@ async def test_a_request_whose_worker_is_killed_fails_at_its_deadline_and_never_
             asked = asyncio.ensure_future(
                 bus.ask(GetProduct(sku="SLOW-1"), deadline=time.time() + 2)
             )
-            await _wait_for(lambda: _held(namespace, 1))
+            # Taken, and the only one held (the probes before it were acked).
+            await _wait_for(lambda: _holds_only(namespace, b"SLOW-1"))
             killed.kill()  # SIGKILL, its request in the middle of its handler
             killed.wait(timeout=10)
             with pytest.raises(Unavailable) as failure:
@@ -166,8 +167,21 @@ async def _answers(bus: Any) -> bool:
     return True
 
 
-async def _held(namespace: str, count: int) -> bool:
-    return sum(_keys(namespace, "__acks__.*.catalog.requests").values()) == count
+async def _holds_only(namespace: str, marker: bytes) -> bool:
+    """Whether the one request held by a worker, with nothing queued, is ``marker``'s."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        if client.llen(f"{namespace}:catalog.requests"):
+            return False
+        held = [
+            data
+            for key in client.scan_iter(f"{namespace}:__acks__.*.catalog.requests")
+            for redis_id in client.smembers(key)
+            if (data := client.hget(f"{namespace}:catalog.requests.msgs", redis_id))
+        ]
+        return len(held) == 1 and marker in held[0]
+    finally:
+        client.close()
 
 
 async def _held_and_queued(namespace: str, count: int) -> bool:

@@ -186,11 +186,11 @@ class RequestLane:
             return
         options = message.options
         redis_id = str(options.get("redis_message_id") or message.message_id)
-        # Moved, it belongs to the module's queue (where its dead letter is filed).
-        moved = message.copy(queue_name=queue.removesuffix(REQUESTS_SUFFIX)).encode()
         args = message.args
         if message.actor_name != REQUEST_ACTOR or len(args) != 1 or not isinstance(args[0], str):
-            self._move_to_module_queue(queue, redis_id, moved, "not one cleave.request frame")
+            self._move_to_module_queue(
+                queue, redis_id, _moved(message, queue), "not one cleave.request frame"
+            )
             return
         max_age = options.get("max_age")
         if max_age and message.message_timestamp + int(max_age) < current_millis():
@@ -211,7 +211,7 @@ class RequestLane:
             reply = receiver.codec.encode_error(Unavailable(f"the worker {what}"))
         if _is_poison(reply):
             # Not this path's to answer: dramatiq's actor answers it and keeps the dead letter.
-            self._move_to_module_queue(queue, redis_id, moved, "poison frame")
+            self._move_to_module_queue(queue, redis_id, _moved(message, queue), "poison frame")
             return
         await self._answer(queue, redis_id, options.get("reply_to"), message.message_id, reply)
 
@@ -263,6 +263,11 @@ class RequestLane:
             self.broker.do_ack(queue, redis_id)
         except redis.RedisError as error:
             log.error("could not move request %s to %s: %s", redis_id, module_queue, error)
+
+
+def _moved(message: Message[object], queue: str) -> bytes:
+    """``message`` as it goes to its module's queue (where its dead letter is filed)."""
+    return message.copy(queue_name=queue.removesuffix(REQUESTS_SUFFIX)).encode()
 
 
 def _is_poison(reply: bytes) -> bool:
