@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.deployment import NotAvailable, TopologyName, start
 from bench.load import Shop, seeded
+from bench.report import Section, fmt
 from bench.timing import percentile
 
 CONCURRENCY = 8
@@ -72,6 +73,65 @@ async def measure(topology: TopologyName, cache_seconds: float, orders: int) -> 
         "c8_p50_ms": 1000 * percentile(concurrent, 0.5),
         "cpu_ms_per_order": 1000 * cpu / (2 * orders),
     }
+
+
+async def measure_section(quick: bool) -> Section:
+    """Item 7 of ``bench.run``: each split topology with the cache and without, back to back
+    (quick: split-http only, fewer orders)."""
+    topologies: list[TopologyName] = ["split-http"] if quick else ["split-http", "split-redis"]
+    orders = 50 if quick else 200
+    section = Section(
+        title="7. Ordering's price cache (ADR 18)",
+        headers=[
+            "topology",
+            "cache s",
+            "POST p50 ms",
+            "POST p99 ms",
+            "8 clients POST/s",
+            "8 clients p50 ms",
+            "CPU ms / order",
+        ],
+    )
+    for topology in topologies:
+        rows: dict[float, dict[str, Any]] = {}
+        for cache_seconds in (30.0, 0.0):
+            try:
+                rows[cache_seconds] = await measure(topology, cache_seconds, orders)
+            except NotAvailable as error:
+                section.notes.append(f"{topology}: not measured ({error})")
+                break
+            row = rows[cache_seconds]
+            section.rows.append(
+                [
+                    topology,
+                    f"{cache_seconds:g}",
+                    fmt(row["p50_ms"], 1),
+                    fmt(row["p99_ms"], 1),
+                    fmt(row["c8_per_s"], 0),
+                    fmt(row["c8_p50_ms"], 1),
+                    fmt(row["cpu_ms_per_order"], 1),
+                ]
+            )
+        if len(rows) == 2:
+            key = f"prices_{topology.replace('-', '_')}"
+            cached, uncached = rows[30.0], rows[0.0]
+            section.metrics[f"{key}_post_p50_ms_cached"] = round(cached["p50_ms"], 2)
+            section.metrics[f"{key}_post_p50_ms_uncached"] = round(uncached["p50_ms"], 2)
+            section.metrics[f"{key}_c8_per_s_ratio"] = round(
+                cached["c8_per_s"] / uncached["c8_per_s"], 2
+            )
+            section.notes.append(
+                f"{topology}: with the cache, PlaceOrder's POST p50 is "
+                f"{cached['p50_ms'] / uncached['p50_ms']:.2f}x the one without, and 8 clients "
+                f"place {cached['c8_per_s'] / uncached['c8_per_s']:.2f}x as many orders a second."
+            )
+    os.environ.pop("CLEAVE_PRICE_CACHE_SECONDS", None)
+    section.notes.append(
+        f"{orders} orders one at a time (the POST, to its 202), then {orders} by "
+        f"{CONCURRENCY} customers at once, on a fresh deployment on SQLite per row; CPU counts "
+        "every process, the sagas included. Cache 0: every order asks the catalog's service."
+    )
+    return section
 
 
 def main(argv: Sequence[str] | None = None) -> int:

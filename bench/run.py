@@ -22,7 +22,7 @@ from bench import bus, codec, memory, saga, transports
 from bench.report import Section
 from bench.timing import load_average, machine, pin_to_one_core, unpin
 
-ITEMS = ("bus", "codec", "transports", "saga", "memory")
+ITEMS = ("bus", "codec", "transports", "saga", "memory", "prices")
 #: Run only when named in --only: measurements behind a past choice, not part of every run.
 OPTIONAL = ("asgi",)
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -105,6 +105,12 @@ async def _run(
         for section in await memory.measure(quick=quick, saga_runs=runs, time_limit=memory_seconds):
             sections.append(section)
             _show(section)
+    # A minute or two of deployments: in full runs, or in a quick one that names it.
+    if "prices" in items and (not quick or items != ITEMS):
+        from bench import price_cache
+
+        sections.append(await price_cache.measure_section(quick=quick))
+        _show(sections[-1])
     return sections
 
 
