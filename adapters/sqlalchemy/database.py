@@ -8,11 +8,13 @@ from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
-from sqlalchemy import MetaData, event, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import MetaData, create_engine, event, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 
-from adapters.sqlalchemy.inline_sqlite import BUSY_TIMEOUT_SECONDS, connector
+from adapters.sqlalchemy.inline_sqlite import BUSY_TIMEOUT_SECONDS, connector, open_file
+from adapters.sqlalchemy.loop_connection import LoopConnection
 from adapters.sqlalchemy.statement_counts import count_statements, counting_enabled
 from kernel.errors import ConcurrencyConflict
 
@@ -46,9 +48,11 @@ class Database:
         self.url = normalise_url(url)
         self.schema = schema
         kwargs: dict[str, Any] = {}
-        self.inline = self.is_sqlite and inline and self.url.database not in (None, "", ":memory:")
+        path = self.url.database
+        self.inline = self.is_sqlite and inline and path not in (None, "", ":memory:")
         if self.inline:
-            kwargs["async_creator"] = connector(self.url.database)
+            assert path is not None
+            kwargs["async_creator"] = connector(path)
         if self.is_sqlite:
             # No ceiling on SQLite connections (they are cheap): a unit of work that holds
             # one and asks another module for data needs a second, and a fixed pool filled by
@@ -62,8 +66,25 @@ class Database:
         # A failed statement's error (logged, and carried in tracebacks) must not show its
         # parameters: they hold password hashes, emails and payment details.
         self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
+        #: The same file through SQLAlchemy's sync API, for the storage of the order flow
+        #: (``connect``): no greenlet switch per call (see ``loop_connection``).
+        self.loop_engine: Engine | None = None
+        if self.inline:
+            assert path is not None
+            self.loop_engine = create_engine(
+                self.url.set(drivername="sqlite+pysqlite"),
+                creator=partial(open_file, path),
+                hide_parameters=True,
+                poolclass=QueuePool,
+                pool_size=20,
+                max_overflow=-1,
+            )
+        engines = [self.engine.sync_engine]
+        if self.loop_engine is not None:
+            engines.append(self.loop_engine)
         if counting_enabled():
-            count_statements(self.engine.sync_engine)
+            for engine in engines:
+                count_statements(engine)
         #: SQLite has one writer at a time. Writers of this process queue on this gate
         #: instead of sleeping in SQLite's busy handler (which cost 6 ms a write here).
         self.writer: WriterGate | None = None
@@ -71,8 +92,17 @@ class Database:
             # Inline statements block the loop while they wait for another process's lock:
             # wait briefly and let the retry machinery take over.
             busy_ms = int(BUSY_TIMEOUT_SECONDS * 1000) if self.inline else 30_000
-            event.listen(self.engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_ms))
+            for engine in engines:
+                event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms))
             self.writer = WriterGate()
+
+    def connect(self) -> AsyncConnection | LoopConnection:
+        """A connection for the storage's hot path: await it or enter it, as
+        ``engine.connect()``. On an inline SQLite file a ``LoopConnection`` (checked out
+        now, so enter or close it), elsewhere the async engine's ``AsyncConnection``."""
+        if self.loop_engine is not None:
+            return LoopConnection(self.loop_engine)
+        return self.engine.connect()
 
     @property
     def is_sqlite(self) -> bool:
@@ -106,6 +136,8 @@ class Database:
             return False
 
     async def dispose(self) -> None:
+        if self.loop_engine is not None:
+            self.loop_engine.dispose()
         await self.engine.dispose()
 
 

@@ -21,6 +21,9 @@ from typing import Any
 
 #: How long a statement may wait for another process's write lock, blocking the loop.
 BUSY_TIMEOUT_SECONDS = 0.2
+#: sqlite3's implicit transactions (a BEGIN before the first write, reads outside it until
+#: then), which SQLAlchemy's SQLite dialects expect; typeshed does not list "".
+_IMPLICIT_BEGIN: Any = ""
 
 
 class InlineCursor:
@@ -117,17 +120,21 @@ class InlineConnection:
         self._conn.create_function(*args, **kwargs)
 
 
+def open_file(path: str) -> sqlite3.Connection:
+    """A connection to the SQLite file ``path``, as every inline connection is opened."""
+    return sqlite3.connect(
+        path,
+        timeout=BUSY_TIMEOUT_SECONDS,
+        check_same_thread=False,
+        detect_types=0,
+        isolation_level=_IMPLICIT_BEGIN,
+    )
+
+
 def connector(path: str) -> Any:
     """An ``async_creator`` for ``create_async_engine`` that opens ``path`` inline."""
 
     async def connect() -> InlineConnection:
-        connection = sqlite3.connect(
-            path,
-            timeout=BUSY_TIMEOUT_SECONDS,
-            check_same_thread=False,
-            detect_types=0,
-            isolation_level="",
-        )
-        return InlineConnection(connection)
+        return InlineConnection(open_file(path))
 
     return connect

@@ -85,7 +85,7 @@ class SqlOutboxStore:
     async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
         parameters: dict[str, Any] = {"now": now, "limit": limit, "skip": list(skip)}
         if self._database.is_sqlite:
-            async with self._engine.connect() as connection:
+            async with self._database.connect() as connection:
                 rows = (await connection.execute(self._due_followed, parameters)).all()
         else:
             parameters["until"] = now + self.lease_seconds
@@ -159,7 +159,7 @@ class SqlOutboxStore:
             await connection.execute(self._delete_one, {"record_id": row.id})
 
     async def pending(self) -> int:
-        async with self._engine.connect() as connection:
+        async with self._database.connect() as connection:
             count = await connection.scalar(self._count)
         return int(count or 0)
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.database import Database
+from adapters.sqlalchemy.loop_connection import LoopConnection
 from adapters.sqlalchemy.messaging_tables import MessagingTables, messaging_tables
 from kernel.clock import Clock
 from kernel.codec import Codec
@@ -21,6 +22,10 @@ from kernel.messages import Envelope
 from kernel.registry import Registry
 from kernel.routing import fan_out
 from kernel.unit_of_work import UnitOfWork
+
+#: What the storage talks to: a ``LoopConnection`` on an inline SQLite file (no greenlet
+#: switch per call), SQLAlchemy's ``AsyncConnection`` elsewhere.
+SqlConnection = AsyncConnection | LoopConnection
 
 #: SQLSTATEs of PostgreSQL that mean "you lost a race; try again".
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
@@ -36,11 +41,11 @@ def is_transient(error: BaseException) -> bool:
 
 
 @asynccontextmanager
-async def write_transaction(database: Database) -> AsyncIterator[AsyncConnection]:
+async def write_transaction(database: Database) -> AsyncIterator[SqlConnection]:
     """A short writing transaction outside any unit of work (relay bookkeeping, tools)."""
     # Connection first, writer gate second: the same order as units of work, so that the
     # gate's holder never waits for a connection held by someone waiting for the gate.
-    async with database.engine.connect() as connection:
+    async with database.connect() as connection:
         writer = database.writer
         if writer is not None:
             await writer.acquire()
@@ -148,11 +153,11 @@ class SqlStorage:
 
 
 class GuardedConnection:
-    """An ``AsyncConnection`` that passes the SQLite writer gate before its first write."""
+    """A ``SqlConnection`` that passes the SQLite writer gate before its first write."""
 
     __slots__ = ("_connection", "_unit")
 
-    def __init__(self, connection: AsyncConnection, unit: SqlUnitOfWork) -> None:
+    def __init__(self, connection: SqlConnection, unit: SqlUnitOfWork) -> None:
         self._connection = connection
         self._unit = unit
 
@@ -178,7 +183,7 @@ class SqlUnitOfWork(UnitOfWork):
     def __init__(self, envelope: Envelope, storage: SqlStorage, alone: bool = False) -> None:
         super().__init__(envelope)
         self._storage = storage
-        self._connection: AsyncConnection | None = None
+        self._connection: SqlConnection | None = None
         self._guarded: GuardedConnection | None = None
         self._handled: str | None = None
         self._gate = False
@@ -189,7 +194,7 @@ class SqlUnitOfWork(UnitOfWork):
     async def connection(self) -> GuardedConnection:
         if self._guarded is None:
             try:
-                connection = await self._storage.database.engine.connect()
+                connection = await self._storage.database.connect()
             except PoolTimeout as error:
                 raise Unavailable("the database has no free connection; try again") from error
             try:
