@@ -38,7 +38,7 @@ from kernel.dispatch import Dispatcher
 from kernel.errors import ConfigurationError
 from kernel.module import Module
 from kernel.observe import Observer
-from kernel.outbox import RetryPolicy
+from kernel.outbox import OutboxStore, RetryPolicy
 from kernel.receiver import Receiver
 from kernel.registry import Registry
 from kernel.relay import Relay
@@ -135,9 +135,8 @@ def bootstrap(
     _wire_modules(container, bus, modules)
 
     codec = Codec(registry.message_types(), "json")
-    storages, relays, timers = _persistence(
-        modules, database, registry, codec, clock, outbox, bus, settings
-    )
+    persistence = _Persistence(database, registry, codec, clock, outbox, bus, settings)
+    storages, relays, timers = persistence.build(modules)
     dispatcher = Dispatcher(registry, storages, container.resolve, clock)
     dispatcher.observer = observer if observer is not None else _process_observer(transport)
     if tracing is not None:
@@ -175,32 +174,60 @@ def _wire_modules(container: punq.Container, bus: MessageBus, modules: Sequence[
             module.wiring(container)
 
 
-def _persistence(
-    modules: Sequence[Module],
-    database: Database | Mapping[str, Database],
-    registry: Registry,
-    codec: Codec,
-    clock: Clock,
-    outbox: MemoryOutbox,
-    bus: MessageBus,
-    settings: Settings,
-) -> tuple[dict[str, Storage], list[Relay], list[ScheduledTimer]]:
-    """Each module's storage; the relays that deliver what the units of work committed (the
-    in-memory outbox's, then each SQL outbox's); and the modules' timers."""
-    memory_relay = Relay("memory", outbox, bus.deliver, clock, _retry_policy(settings))
-    outbox.on_add = memory_relay.notify
-    relays = [memory_relay]
-    storages: dict[str, Storage] = {}
-    timers: list[ScheduledTimer] = []
-    for module in modules:
-        storage, relay = _storage(module, database, registry, codec, clock, outbox, bus, settings)
-        storages[module.name] = storage
-        if relay is not None:
-            relays.append(relay)
-        timers.extend(
-            ScheduledTimer(module.name, timer, storage.claim_tick) for timer in module.timers
+@dataclass(frozen=True)
+class _Persistence:
+    """What the hosted modules' storages and relays are built from."""
+
+    database: Database | Mapping[str, Database]
+    registry: Registry
+    codec: Codec
+    clock: Clock
+    outbox: MemoryOutbox
+    bus: MessageBus
+    settings: Settings
+
+    def build(
+        self, modules: Sequence[Module]
+    ) -> tuple[dict[str, Storage], list[Relay], list[ScheduledTimer]]:
+        """Each module's storage; the relays that deliver what the units of work committed
+        (the in-memory outbox's, then each SQL outbox's); and the modules' timers."""
+        memory_relay = self._relay("memory", self.outbox)
+        self.outbox.on_add = memory_relay.notify
+        relays = [memory_relay]
+        storages: dict[str, Storage] = {}
+        timers: list[ScheduledTimer] = []
+        for module in modules:
+            storage, relay = self._storage(module)
+            storages[module.name] = storage
+            if relay is not None:
+                relays.append(relay)
+            timers.extend(
+                ScheduledTimer(module.name, timer, storage.claim_tick) for timer in module.timers
+            )
+        return storages, relays, timers
+
+    def _storage(self, module: Module) -> tuple[Storage, Relay | None]:
+        """Where ``module`` keeps its state, and the relay of its outbox (SQL storage only)."""
+        if module.tables is None:
+            return MemoryStorage(self.registry, self.outbox.add), None
+        database = _database_of(module, self.database)
+        storage = SqlStorage(database, module.name, self.registry, self.codec, self.clock)
+        lease = self.settings.delivery_lease_seconds
+        relay = self._relay(module.name, SqlOutboxStore(storage, lease_seconds=lease))
+        storage.on_commit = relay.notify
+        return storage, relay
+
+    def _relay(self, name: str, store: OutboxStore) -> Relay:
+        policy = RetryPolicy(
+            max_attempts=self.settings.delivery_attempts,
+            base_delay=self.settings.delivery_backoff_seconds,
         )
-    return storages, relays, timers
+        return Relay(name, store, self.bus.deliver, self.clock, policy)
+
+
+def _database_of(module: Module, database: Database | Mapping[str, Database]) -> Database:
+    """The database ``module`` keeps its state in: the one of the process, or its own."""
+    return database if isinstance(database, Database) else database[module.name]
 
 
 def _local_transport(
@@ -261,12 +288,6 @@ def _process_tracing() -> Tracing | None:
     return process_tracing()
 
 
-def _retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=settings.delivery_attempts, base_delay=settings.delivery_backoff_seconds
-    )
-
-
 def _container(
     settings: Settings,
     clock: Clock,
@@ -316,28 +337,6 @@ def _container(
     return container
 
 
-def _storage(
-    module: Module,
-    database: Database | Mapping[str, Database],
-    registry: Registry,
-    codec: Codec,
-    clock: Clock,
-    outbox: MemoryOutbox,
-    bus: MessageBus,
-    settings: Settings,
-) -> tuple[Storage, Relay | None]:
-    """Where ``module`` keeps its state, and the relay of its outbox (SQL storage only)."""
-    if module.tables is None:
-        return MemoryStorage(registry, outbox.add), None
-    own = database if isinstance(database, Database) else database[module.name]
-    storage = SqlStorage(own, module.name, registry, codec, clock)
-    policy = _retry_policy(settings)
-    store = SqlOutboxStore(storage, lease_seconds=settings.delivery_lease_seconds)
-    relay = Relay(module.name, store, bus.deliver, clock, policy)
-    storage.on_commit = relay.notify
-    return storage, relay
-
-
 def schema_histories(module: Module) -> list[History]:
     """The migration histories of ``module``: its tables', then its messaging tables'."""
     return module_histories(module.name, module.package, module.tables)
@@ -352,7 +351,7 @@ def _by_database(
     for module in modules:
         if module.tables is None:
             continue  # no tables, no database: the process maps none to it
-        own = database if isinstance(database, Database) else database[module.name]
+        own = _database_of(module, database)
         grouped.setdefault(id(own), (own, []))[1].extend(schema_histories(module))
     return [entry for entry in grouped.values() if entry[1]]
 

@@ -1,11 +1,8 @@
 """Binds a handler's collaborators once, at start-up, so that no message pays for injection.
 
-A handler is ``async def restock(command: Restock, stock: StockRecords, bus: Bus, principal:
-Principal | None) -> StockLevel``. Its collaborators (here ``stock`` and
-``bus``) are resolved from the punq container by their annotations when the process starts
-(punq's ``resolve`` costs microseconds; a message must not). Two annotations are filled per
-message instead: ``Envelope`` (the message's envelope) and ``Principal`` (who asked, as
-``principal`` here; ``Principal | None`` when the handler also accepts messages without one).
+In ``async def restock(command: Restock, stock: StockRecords, bus: Bus, principal: Principal |
+None)``, ``stock`` and ``bus`` are resolved from the punq container by their annotations at
+start-up; an ``Envelope`` and a ``Principal`` (``| None``: optional) are filled per message.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """The one interface modules and controllers use to talk to each other.
 
-``send`` a command and ``ask`` a query get an answer (or a typed error) from the one handler
-of that message, wherever it runs. ``publish`` an event and ``defer`` a command are
-asynchronous: inside a handler they are recorded in the unit of work and delivered after it
-commits, at least once; outside any handler they go through an in-memory outbox.
-
-Which transport carries a message to a module is decided by the composition root, never by
-the module: the same code runs in one process or split over many.
+``send`` and ``ask`` get an answer (or a typed error) from the one handler of the message,
+wherever it runs; ``publish`` and ``defer`` are delivered after the current unit of work
+commits, at least once. The composition root, never the module, picks each module's transport.
 """
 
 from __future__ import annotations
@@ -106,12 +102,9 @@ class MessageBus:
         self._deliverers: dict[str, Call] = {}
 
     def connect(self, transports: Mapping[str, Transport]) -> None:
-        """Reach each module's handlers through its transport (module name -> transport).
-
-        Separate from construction because handlers receive the bus as a collaborator
-        before the transports that call those handlers exist. A module with no transport
-        cannot be reached from this process.
-        """
+        """Reach each module's handlers through its transport (module name -> transport); a
+        module with none is unreachable from here. Not in ``__init__``: handlers receive the
+        bus before the transports that call them exist."""
         for cls, module in self.registry.owners.items():
             transport = transports.get(module)
             if transport is not None and issubclass(cls, Command | Query):

@@ -1,9 +1,7 @@
 """The wire codec: how envelopes, messages, results and typed errors become bytes and back.
 
-Every transport that leaves the process uses it (and the loopback transport uses it inside the
-process, to prove that a module can be split before it is). Decoding a message refuses, as a
-``PoisonMessage`` with a reason, anything undecodable, an unknown message name and a schema
-version other than the receiver's.
+Every transport that leaves the process uses it, and loopback inside it. Decoding refuses, as
+a ``PoisonMessage``, anything undecodable, an unknown name and another schema version.
 """
 
 from __future__ import annotations

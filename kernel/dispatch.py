@@ -1,9 +1,5 @@
-"""The receiving side of every transport: runs one handler in one unit of work.
-
-Transports differ in how a message arrives (a direct call, a decoded HTTP body, a Redis job);
-once it has arrived they all hand it to ``Dispatcher.handle``, which is where the unit of
-work, the inbox and the retry of concurrency conflicts live.
-"""
+"""Runs one handler in one unit of work: where the inbox, the deadline and the rerun of lost
+concurrency races live, whichever transport brought the message."""
 
 from __future__ import annotations
 
@@ -57,7 +53,6 @@ class Dispatcher:
         clock: Clock | None = None,
     ) -> None:
         self.registry = registry
-        #: Reads the clock that deadlines are set by (the process's one ``Clock``).
         self._now = (clock or SystemClock()).now
         self.local: dict[str, LocalEndpoint] = {}
         for name, endpoint in registry.endpoints.items():
@@ -70,12 +65,11 @@ class Dispatcher:
                 storage=storage,
             )
         self._receivers: dict[tuple[str, type[Message]], tuple[LocalEndpoint, ...]] = {}
-        #: Deliveries by (handler, outcome): "handled", or "repeat" when the inbox already
-        #: held the message (a redelivery, which had no second effect).
+        #: Deliveries by (handler, "handled" or "repeat": the inbox already held it).
         self.deliveries: Counter[tuple[str, str]] = Counter()
-        #: Told about every handled message (logs, metrics); the composition root sets it.
+        #: Told about every handled message (logs, metrics); set by the composition root.
         self.observer: Observer | None = None
-        #: Opens a span around every handler (traces); the composition root sets it.
+        #: Opens a span around every handler (traces); set by the composition root.
         self.tracer: Tracer | None = None
 
     def handler_of(self, message: type[Message]) -> LocalEndpoint:
@@ -144,10 +138,7 @@ class Dispatcher:
                 token = unit.enter()
                 try:
                     if deduplicate and await unit.handled(local.endpoint.name):
-                        await unit.rollback()
-                        self.deliveries[(local.endpoint.name, "repeat")] += 1
-                        outcome = "repeat"
-                        return None
+                        raise DuplicateDelivery(envelope.message_id)
                     result = await local.call(message, envelope)
                     if deduplicate:
                         unit.mark_handled(local.endpoint.name)

@@ -113,18 +113,8 @@ class ConfigurationError(Exception):
     """The declared modules cannot run together; raised at start-up with what to fix."""
 
 
-ERROR_KINDS: dict[str, type[CleaveError]] = {
-    cls.kind: cls
-    for cls in (
-        NotFound,
-        Conflict,
-        Rejected,
-        Forbidden,
-        Unauthenticated,
-        Unavailable,
-        InternalError,
-    )
-}
+_TYPED = (NotFound, Conflict, Rejected, Forbidden, Unauthenticated, Unavailable, InternalError)
+ERROR_KINDS: dict[str, type[CleaveError]] = {cls.kind: cls for cls in _TYPED}
 
 
 class WireError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -29,12 +29,11 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
 
     #: Schema version of the contract. Bump it only for a breaking change.
     version: ClassVar[int] = 1
-    #: Name of the field whose value orders deliveries: messages with the same value reach
-    #: a subscriber in the order they were emitted (for example ``"order_id"``).
+    #: The field whose value orders deliveries (``"order_id"``): messages with the same value
+    #: reach a subscriber in the order they were emitted.
     partition_key: ClassVar[str | None] = None
-    #: A delivery of it is tried until it is handled or refused for good: a transient
-    #: failure (an unreachable service, an open circuit) means "later", never a dead letter.
-    #: For compensations, which must not give up while they leave something undone.
+    #: Tried until handled or refused for good, never dead-lettered for a transient failure:
+    #: for compensations, which must not give up while they leave something undone.
     retry_forever: ClassVar[bool] = False
 
 

@@ -40,10 +40,9 @@ class Module:
             tables=metadata,
         )
 
-    ``handlers`` maps each of the module's own commands and queries to its handler;
-    ``subscriptions`` maps events (from any module's contracts) to handlers of this module.
-    ``routes`` are web controllers and ``tables`` a SQLAlchemy ``MetaData``; the kernel only
-    carries them to the adapters that understand them.
+    ``handlers`` maps the module's own commands and queries to their handlers;
+    ``subscriptions`` maps events (of any module) to handlers of this one. The kernel only
+    carries ``routes`` (web controllers) and ``tables`` (a ``MetaData``) to the adapters.
     """
 
     name: str
@@ -59,10 +58,6 @@ class Module:
     def package(self) -> str:
         """The Python package that holds the module (the parent of its contracts)."""
         return self.contracts.__name__.rpartition(".")[0]
-
-    def declared_messages(self) -> list[type[Message]]:
-        """Every command, query and event class defined in the module's contracts."""
-        return declared_messages(self.contracts)
 
 
 def declared_messages(contracts: ModuleType) -> list[type[Message]]:

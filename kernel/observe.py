@@ -1,9 +1,6 @@
-"""What the dispatcher tells an observer about every message it handles.
-
-The kernel knows no logging or metrics library: it calls an ``Observer`` once per handled
-message, and the adapters turn that call into a log line, a counter and a latency sample. The
-composition root chooses the observer; without one the dispatcher measures nothing.
-"""
+"""The ports the dispatcher reports every handled message to: an ``Observer`` (the adapters
+turn each call into a log line and metrics) and a ``Tracer`` (spans). Without them, it
+measures nothing."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""An outbox as the relay sees it: the records waiting, where they are kept, and how
-patiently a failed delivery is tried again.
-
-A unit of work writes its emitted messages (as ``PendingDelivery``) to its module's outbox in
-its own transaction; an ``OutboxStore`` hands them to the relay as ``OutboxRecord`` and keeps
-the relay's verdict: delivered (removed), retry later, or dead letter.
-"""
+"""An outbox as the relay sees it: the records waiting (``OutboxRecord``), where they are
+kept (``OutboxStore``, which also keeps the relay's verdict: delivered, retry later, dead
+letter), and how patiently a failed delivery is tried again (``RetryPolicy``)."""
 
 from __future__ import annotations
 
@@ -26,13 +22,11 @@ class OutboxRecord:
     message: Message | None
     partition: str | None = None
     attempts: int = 0
-    #: Why the record cannot be decoded; such a record goes straight to the dead letters.
+    #: Why the record cannot be decoded (it goes to the dead letters, with its ``raw`` bytes).
     poison: str | None = None
-    #: The stored bytes, kept for the dead letter when the record is poison.
     raw: bytes = b""
-    #: Whether a newer record of the same (target, partition) waits behind this one when it
-    #: was read; None if the store cannot tell. Settling a record nobody waits behind needs
-    #: no new read of the outbox.
+    #: Whether a newer record of its (target, partition) waited behind it when read (None:
+    #: unknown); settling one nobody waits behind needs no new read.
     followed: bool | None = None
 
 
@@ -65,8 +59,10 @@ class OutboxStore(Protocol):
         whichever instance of the module reads the outbox next."""
         ...
 
-    #: How often the claims of records in flight must be renewed (None: no claims).
-    renew_interval: float | None
+    @property
+    def renew_interval(self) -> float | None:
+        """How often the claims of records in flight must be renewed (None: no claims)."""
+        ...
 
     async def renew(self, records: Sequence[OutboxRecord]) -> None:
         """Extend this relay's claims on records still in flight (a slow delivery)."""

@@ -1,11 +1,9 @@
 """Checks that a set of modules fits together, and answers "who handles this message?".
 
-Built once at start-up from the declarations of the modules a process hosts and the contracts
-of every other module. It refuses, with one message listing every problem, a command or query
-without a handler or with two, a handler for another module's message, an event subscribed to
-that no module declares (or that the subscriber's contracts do not list), and a message name
-used twice. That modules import only each other's ``contracts`` is checked by import-linter in
-the test suite (``tests/unit/test_code_rules.py``), not at start-up.
+Built at start-up from the modules a process hosts and the contracts of every other module,
+it lists every problem at once: a command or query without a handler or with two, a handler
+for another module's message, an event nobody declares, a message name used twice. (That
+modules import only each other's ``contracts`` is import-linter's check, in the tests.)
 """
 
 from __future__ import annotations
@@ -40,12 +38,8 @@ class Endpoint:
 
 class Registry:
     """The validated map of messages to the modules that own them and the handlers that run
-    them.
-
-    ``modules`` are the modules this process hosts (their handlers run here); ``remote`` maps
-    the name of every other module of the system to its contracts, which are all a process
-    needs to address it: who owns a command or query, and who subscribes to an event.
-    """
+    them. ``modules`` are hosted here; ``remote`` maps every other module's name to its
+    contracts, which are all it takes to address it."""
 
     def __init__(
         self, modules: Sequence[Module], remote: Mapping[str, ModuleType] | None = None
@@ -213,10 +207,6 @@ class Registry:
     def owner(self, message: type[Message]) -> str:
         """The module whose contracts declare ``message``."""
         return self.owners[message]
-
-    def hosts(self, module: str) -> bool:
-        """Whether ``module`` runs in this process."""
-        return module in self.modules
 
     def message_types(self) -> Iterable[type[Message]]:
         """Every declared message class."""

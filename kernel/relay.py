@@ -2,16 +2,10 @@
 
 One relay per outbox. It delivers the oldest pending record of each (target, partition) pair,
 so deliveries that share a partition key arrive in the order they were emitted, while
-unrelated ones proceed concurrently. A failed delivery is classified:
-
-* a ``PoisonMessage`` (undecodable, unknown name, wrong version) goes to the dead letters now;
-* a typed domain error (``NotFound``, ``Rejected``...) is final: dead letters now, no retry;
-* anything else (``Unavailable``, an unexpected exception) is retried with exponential backoff
-  and jitter, up to ``RetryPolicy.max_attempts``, then dead-lettered with the last error; a
-  message declared ``retry_forever`` (a compensation) is retried until it succeeds, at most
-  ``RetryPolicy.max_delay`` apart.
-
-Nothing is dropped: a record leaves the outbox only when delivered or dead-lettered.
+unrelated ones proceed concurrently. A ``PoisonMessage`` or a typed domain error (``NotFound``,
+``Rejected``...) goes to the dead letters at once; anything else is retried with backoff
+(``RetryPolicy``), then dead-lettered, except a ``retry_forever`` message (a compensation),
+retried until it succeeds. A record leaves the outbox only when delivered or dead-lettered.
 """
 
 from __future__ import annotations
@@ -51,42 +45,36 @@ class Relay:
         self._policy = policy or RetryPolicy()
         self._concurrency = concurrency
         self._poll_interval = poll_interval
-        #: How long delivered records may wait to be removed with the next ones (one write
-        #: removes them all); a crash in between delivers them again, and the inbox drops
-        #: the repeats.
+        #: How long delivered records may wait to be removed with the next ones; a crash in
+        #: between delivers them again, and the inbox drops the repeats.
         self._settle_linger = settle_linger
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._in_flight_records: dict[int, OutboxRecord] = {}
-        #: Delivered records waiting to be removed from the outbox in the next batch.
+        #: Delivered records waiting to be removed in the next batch, and since when.
         self._delivered: list[OutboxRecord] = []
-        #: When the oldest record of that batch was delivered (monotonic seconds).
         self._delivered_since = 0.0
         #: Whether a record committed or waiting behind the batch needs it removed first.
         self._unblock = False
-        #: Records settled while a read of the outbox was under way: that read may still
-        #: show them, and they must not be delivered again on its word.
+        #: Records settled while a read was under way: that read must not deliver them again.
         self._settled_during_read: set[int] = set()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._renewed_at = 0.0
-        #: Whether the next turn of the loop reads the outbox (it settles delivered records
-        #: in any case): something was committed, a settled record had records waiting
-        #: behind it, the last read was full, or a poll is due.
+        #: Whether the next turn reads the outbox: something was committed, a settled record
+        #: had records waiting behind it, the last read was full, or a poll is due.
         self._read_needed = True
-        #: Records taken that newer records of their (target, partition) wait behind: the
-        #: outbox is read again once they are settled.
+        #: Records taken that newer records of their (target, partition) wait behind.
         self._followed: set[int] = set()
-        #: Whether this relay is the only reader of its outbox (a store without claims): then
-        #: only its own records can keep a newer one waiting, and it knows which.
+        #: The only reader of its outbox (a store without claims): only its own records can
+        #: keep a newer one waiting, and it knows which.
         self._only_reader = store.renew_interval is None
 
     def notify(self, keys: Collection[tuple[str, str | None]] | None = None) -> None:
         """Something was committed to the outbox: look now rather than at the next poll.
 
-        ``keys`` are the (target, partition) pairs of the committed records, if known. A new
-        record of the pair of a record in flight waits behind it (deliveries of a partition
-        keep their order): the relay reads again once that one is settled.
+        ``keys`` are the (target, partition) pairs of the committed records, if known; a new
+        record of the pair of a record in flight is read once that one is settled.
         """
         for record_id, record in self._in_flight_records.items():
             if _waits_behind(record, keys):
@@ -148,8 +136,7 @@ class Relay:
         )
 
     async def _settle_delivered(self) -> None:
-        # One write removes every record delivered since the last look (one per delivery
-        # cost a transaction each). Until removed, they count as busy and are not re-read.
+        # One write removes the whole batch (one per delivery cost a transaction each).
         self._unblock = False
         if not self._delivered:
             return
@@ -161,8 +148,7 @@ class Relay:
             log.exception("relay %s: could not remove %d delivered records", self.name, len(batch))
 
     async def _renew_claims(self) -> None:
-        # A delivery may take longer than a claim lasts (a queued one waits for its
-        # worker's retries): renew, or another instance would take the record too.
+        # A slow delivery outlives its claim: renew, or another instance takes the record too.
         interval = self._store.renew_interval
         if interval is None or not self._in_flight_records:
             return

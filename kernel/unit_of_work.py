@@ -1,12 +1,9 @@
 """One unit of work per handled message: its state change and what it emits commit together.
 
-The dispatcher opens a ``UnitOfWork`` from the handling module's ``Storage`` for each message,
-makes it current for the duration of the handler, and commits it when the handler returns.
-Messages the handler publishes or defers are recorded in the unit of work and written to the
-module's outbox in the same transaction; the relay delivers them after the commit.
-
-Module code never sees this class. It receives a ``Transaction`` (for its repositories) and the
-``Bus`` (to publish), both resolved once at start-up, both acting on the current unit of work.
+The dispatcher opens a ``UnitOfWork`` from the module's ``Storage`` for each message, makes it
+current while the handler runs, and commits it; what the handler publishes or defers goes to
+the module's outbox in the same transaction. Module code never sees this class: it receives a
+``Transaction`` (for its repositories) and the ``Bus``, both acting on the current unit.
 """
 
 from __future__ import annotations
@@ -22,8 +19,8 @@ from kernel.messages import Envelope, Message
 _current: ContextVar[UnitOfWork | None] = ContextVar("cleave_unit_of_work", default=None)
 
 
-#: The unit of work of the message being handled in this task, if any. The context
-#: variable's own ``get``: the bus asks for it on every message, and a wrapper cost a frame.
+#: The unit of work of the message being handled in this task, if any (the bare ``get``: the
+#: bus asks on every message, and a wrapper cost a frame).
 current_unit_of_work: Callable[[], UnitOfWork | None] = _current.get
 
 
@@ -98,10 +95,8 @@ class Storage(Protocol):
 
 
 class Transaction:
-    """What a module's repositories receive: the connection of the message being handled.
-
-    Resolved once at start-up and shared; each call reads the current unit of work.
-    """
+    """What a module's repositories receive: the connection of the message being handled
+    (one shared instance; each call reads the current unit of work)."""
 
     async def connection(self) -> Any:
         """The transactional connection (a SQLAlchemy ``AsyncConnection`` with the SQL adapter)."""

@@ -11,7 +11,7 @@ A module's contract test file is three lines (``tests/contracts/<module>/test_co
 checks, so a failure says which contract broke:
 
 - ``test_message_round_trips_<Message>``, for every command, query and event of the module
-  (``Module.declared_messages``): generated values, and a generated envelope, come back equal
+  (``declared_messages``): generated values, and a generated envelope, come back equal
   from msgspec JSON and MessagePack (decoded with ``type=Message``) and from the kernel's wire
   ``Codec`` in both formats.
 - ``test_result_round_trips_<Message>``, for every ``Command[R]`` and ``Query[R]`` whose ``R``
@@ -52,7 +52,7 @@ from hypothesis import strategies as st
 from kernel.codec import Codec, Format
 from kernel.errors import CleaveError, ConfigurationError
 from kernel.messages import Command, Envelope, Message, Query, message_name, result_type
-from kernel.module import Module
+from kernel.module import Module, declared_messages
 from kernel.registry import Registry
 from kernel.testing.strategies import strategy_for
 
@@ -187,7 +187,7 @@ def check_handlers(module: Module, shop: Sequence[Module]) -> None:
     """Each command and query of ``module`` has exactly one handler in the shop: its own."""
     modules = _including(module, shop)
     problems: list[str] = []
-    for cls in module.declared_messages():
+    for cls in declared_messages(module.contracts):
         if not issubclass(cls, (Command, Query)):
             continue
         handled_by = [other.name for other in modules if cls in other.handlers]
@@ -255,7 +255,7 @@ def contract_tests(
         test._hypothesis_internal_add_digest = f"{checked.name}.{name}".encode()  # type: ignore[attr-defined]
         namespace[name] = config(given(**strategies)(test)) if strategies else test
 
-    for cls in sorted(checked.declared_messages(), key=message_name):
+    for cls in sorted(declared_messages(checked.contracts), key=message_name):
         add(
             f"test_message_round_trips_{cls.__name__}",
             _message_check,

@@ -1,0 +1,92 @@
+"""Two units of work that read the same inventory record and both write it: the second loses
+the race (``ConcurrencyConflict``, which the dispatcher answers by running it again) instead
+of overwriting the first or failing for good. Real databases; the two units are interleaved
+by hand, so the race happens every time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import pytest
+
+from kernel import SYSTEM, ConcurrencyConflict, Transaction
+from kernel.messages import message_name, new_envelope
+from kernel.runtime import Runtime
+from kernel.unit_of_work import UnitOfWork
+from modules.catalog.contracts import AddProduct
+from modules.catalog.module import module as catalog
+from modules.inventory.contracts import GetStock, Restock
+from modules.inventory.domain import Reservation, ReservationStatus
+from modules.inventory.module import module as inventory
+from modules.inventory.repository import Reservations, StockRecords
+from tests.support.harness import running_shop
+
+pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
+
+
+async def within(unit: UnitOfWork, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` as a handler runs: with ``unit`` current."""
+    token = unit.enter()
+    try:
+        return await work()
+    finally:
+        unit.leave(token)
+
+
+@asynccontextmanager
+async def two_units(runtime: Runtime) -> AsyncIterator[tuple[UnitOfWork, UnitOfWork]]:
+    """Two units of work of inventory's storage, both rolled back at the end if still open (an
+    open one would keep PostgreSQL from dropping the test's schema)."""
+    assert runtime.receiver is not None
+    storage = runtime.receiver.dispatcher.handler_of(Restock).storage
+    envelope = new_envelope(message_name(Restock), Restock.version)
+    units = (storage.unit_of_work(envelope), storage.unit_of_work(envelope))
+    try:
+        yield units
+    finally:
+        for unit in units:
+            await unit.rollback()
+
+
+async def test_a_write_over_a_stock_changed_meanwhile_is_a_conflict(database_url: str) -> None:
+    async with running_shop(database_url, modules=[catalog, inventory]) as runtime:
+        await runtime.bus.send(AddProduct(sku="TEA", name="Tea", price_cents=100), principal=SYSTEM)
+        assert await runtime.settle()  # inventory created the stock at zero
+        stock = StockRecords(Transaction())
+        async with two_units(runtime) as (first, second):
+            first_read = await within(first, lambda: stock.get("TEA"))
+            second_read = await within(second, lambda: stock.get("TEA"))
+            assert first_read is not None and second_read is not None
+            first_read.restock(5)
+            await within(first, lambda: stock.save(first_read))
+            await first.commit()
+
+            second_read.restock(3)  # from the level it read, which is no longer the level
+            with pytest.raises(ConcurrencyConflict, match="stock TEA changed meanwhile") as lost:
+                await within(second, lambda: stock.save(second_read))
+            assert second.transient(lost.value)  # the dispatcher runs the restock again
+
+        level = await runtime.bus.ask(GetStock(sku="TEA"))
+        assert (level.on_hand, level.reserved) == (5, 0)
+
+
+async def test_a_second_reservation_of_one_order_is_a_conflict(database_url: str) -> None:
+    async with running_shop(database_url, modules=[catalog, inventory]) as runtime:
+        reservations = Reservations(Transaction())
+        async with two_units(runtime) as (first, second):
+            # Two deliveries of ReserveStock for one order, at once: neither finds a reservation.
+            assert await within(first, lambda: reservations.get("order-1")) is None
+            assert await within(second, lambda: reservations.get("order-1")) is None
+            failed = Reservation(
+                order_id="order-1", status=ReservationStatus.FAILED, failure="unknown_sku"
+            )
+            await within(first, lambda: reservations.add(failed))
+            await first.commit()
+
+            with pytest.raises(ConcurrencyConflict, match="reservation order-1 exists") as lost:
+                await within(second, lambda: reservations.add(failed))
+            assert second.transient(lost.value)  # run again, it answers what the first did
