@@ -52,6 +52,9 @@ class QueueClient:
         self.reply_key = config.reply_key(service)
         self._listener = ReplyListener(config.redis_url, self.reply_key, self._on_outcome)
         self._waiting: dict[str, asyncio.Future[Outcome] | asyncio.Queue[Outcome]] = {}
+        #: Sends running on threads: a cancelled caller does not stop its thread, which must
+        #: be done with the broker's connections before ``close`` closes them.
+        self._sending: set[asyncio.Future[Any]] = set()
         self._closed = False
         #: Where ``broker.enqueue`` (a blocking round trip) runs. Measured
         #: (bench/redis_transport.py, ADR 13): a request is answered soonest when it is
@@ -91,6 +94,8 @@ class QueueClient:
     async def close(self) -> None:
         """Stop reading replies and release the connections. Idempotent."""
         self._closed = True
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=5.0)
         await self._listener.stop()
         for waiting in self._waiting.values():
             if isinstance(waiting, asyncio.Future) and not waiting.done():
@@ -106,13 +111,21 @@ class QueueClient:
         self._listener.start()
         try:
             if offload:
-                await asyncio.to_thread(self.broker.enqueue, message)
+                sending = asyncio.ensure_future(asyncio.to_thread(self.broker.enqueue, message))
+                self._sending.add(sending)
+                sending.add_done_callback(self._sent)
+                await asyncio.shield(sending)
             else:
                 self.broker.enqueue(message)
         except _SEND_ERRORS as error:
             raise Unavailable(
                 f"cannot enqueue on {message.queue_name}: {type(error).__name__}: {error}"
             ) from error
+
+    def _sent(self, sending: asyncio.Future[Any]) -> None:
+        self._sending.discard(sending)
+        if not sending.cancelled():
+            sending.exception()  # retrieved: a caller that left no longer awaits it
 
     async def request(self, queue: str, frame: str, within: float, what: str) -> Outcome:
         """Send a command or query and wait up to ``within`` seconds for its reply."""

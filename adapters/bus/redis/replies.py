@@ -129,12 +129,14 @@ class ReplyListener:
 
 class ReplyPusher:
     """Pushes outcomes from a worker (actors on the event loop, middleware hooks on worker
-    threads): one thread-safe connection pool."""
+    threads): one thread-safe connection pool, made with the pusher (redis-py connects on
+    the first command), so that threads never race to make it."""
 
     def __init__(self, url: str, ttl: float) -> None:
         self._url = url
         self._ttl = max(1, int(ttl))
-        self._sync: redis.Redis | None = None
+        self._sync = redis.Redis.from_url(url, socket_timeout=5)
+        self._closed = False
 
     async def push(self, key: str, outcome: Outcome) -> None:
         """Best effort: a lost outcome makes the caller time out (a request) or send the
@@ -148,26 +150,30 @@ class ReplyPusher:
 
     def push_now(self, key: str, outcome: Outcome) -> None:
         """``push`` from any thread (dramatiq's middleware hooks run on worker threads)."""
-        if self._sync is None:
-            self._sync = redis.Redis.from_url(self._url, socket_timeout=5)
         try:
-            with self._sync.pipeline(transaction=False) as pipe:
-                pipe.rpush(key, encode_outcome(outcome))
-                pipe.expire(key, self._ttl)
-                pipe.execute()
+            if self._closed:
+                # Late (the worker is stopping): a connection of its own, closed after.
+                with redis.Redis.from_url(self._url, socket_timeout=5) as client:
+                    self._push(client, key, outcome)
+            else:
+                self._push(self._sync, key, outcome)
         except (redis.RedisError, OSError) as error:
             log.warning("could not answer %s on %s: %s", outcome.id, key, error)
 
+    def _push(self, client: redis.Redis, key: str, outcome: Outcome) -> None:
+        with client.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, encode_outcome(outcome))
+            pipe.expire(key, self._ttl)
+            pipe.execute()
+
     def ping(self) -> bool:
         """Whether Redis answers (a worker's readiness: without it, nobody hears back)."""
-        if self._sync is None:
-            self._sync = redis.Redis.from_url(self._url, socket_timeout=5)
         try:
-            return bool(self._sync.ping())
+            return not self._closed and bool(self._sync.ping())
         except (redis.RedisError, OSError):
             return False
 
     async def close(self) -> None:
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
+        """Close the pool; an outcome pushed after this goes on a connection of its own."""
+        self._closed = True
+        self._sync.close()
