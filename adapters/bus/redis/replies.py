@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -148,23 +148,31 @@ class ReplyPusher:
         """
         self.push_now(key, outcome)
 
-    def push_now(self, key: str, outcome: Outcome) -> None:
-        """``push`` from any thread (dramatiq's middleware hooks run on worker threads)."""
+    def push_now(self, key: str, outcome: Outcome, then: Sequence[Any] = ()) -> Any:
+        """``push`` from any thread (dramatiq's middleware hooks run on worker threads).
+
+        ``then``: one more command sent in the same round trip, after the push (a worker acks
+        the request it answered); its result, or its error, is returned."""
         try:
             if self._closed:
                 # Late (the worker is stopping): a connection of its own, closed after.
                 with redis.Redis.from_url(self._url, socket_timeout=5) as client:
-                    self._push(client, key, outcome)
-            else:
-                self._push(self._sync, key, outcome)
+                    return self._push(client, key, outcome, then)
+            return self._push(self._sync, key, outcome, then)
         except (redis.RedisError, OSError) as error:
             log.warning("could not answer %s on %s: %s", outcome.id, key, error)
+            return error
 
-    def _push(self, client: redis.Redis, key: str, outcome: Outcome) -> None:
+    def _push(self, client: redis.Redis, key: str, outcome: Outcome, then: Sequence[Any]) -> Any:
         with client.pipeline(transaction=False) as pipe:
             pipe.rpush(key, encode_outcome(outcome))
             pipe.expire(key, self._ttl)
-            pipe.execute()
+            if then:
+                pipe.execute_command(*then)
+            results = pipe.execute(raise_on_error=False)
+        if isinstance(results[0], Exception):
+            log.warning("could not answer %s on %s: %s", outcome.id, key, results[0])
+        return results[2] if then else None
 
     def ping(self) -> bool:
         """Whether Redis answers (a worker's readiness: without it, nobody hears back)."""
