@@ -53,6 +53,8 @@ def _keys(namespace: str, pattern: str) -> dict[str, int]:
         sizes = {}
         for key in client.scan_iter(f"{namespace}:{pattern}", count=1000):
             kind = bytes(client.type(key))  # type: ignore[arg-type]
+            if kind == b"none":
+                continue  # emptied since the scan (Redis drops an empty list)
             size = {b"list": client.llen, b"hash": client.hlen, b"set": client.scard}[kind](key)
             sizes[key.decode()] = int(size)
         return sizes
