@@ -14,10 +14,15 @@ write lock is waited for at most ``BUSY_TIMEOUT_SECONDS``.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction, Transaction
+from sqlalchemy.exc import DBAPIError
+
+if TYPE_CHECKING:
+    from adapters.sqlalchemy.hot_sql import HotStatement, Parameters
 
 
 class LoopTransaction:
@@ -89,6 +94,35 @@ class LoopConnection:
 
     async def run_sync(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return function(self.sync_connection, *args, **kwargs)
+
+    def run_hot(self, hot: HotStatement, parameters: Parameters, rows: bool) -> Any:
+        """Run a statement compiled once (``hot_sql``) on this connection's DBAPI cursor:
+        its rows if ``rows``, else its rowcount."""
+        connection = self.sync_connection
+        if not connection.in_transaction():
+            connection.begin()  # as SQLAlchemy's autobegin: the same transaction boundaries
+        sql, values, many = hot.prepare(parameters)
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            announce = connection.dispatch.before_cursor_execute
+            if announce:  # the statement counter, when it is on
+                announce(connection, cursor, sql, values, None, many)
+            try:
+                if many:
+                    cursor.executemany(sql, values)
+                else:
+                    cursor.execute(sql, values)
+                if not rows:
+                    return cursor.rowcount
+                return hot.rows_of(cursor.description, cursor.fetchall())
+            except sqlite3.Error as error:
+                # What SQLAlchemy would raise (IntegrityError, OperationalError...), without
+                # the parameters, as ``hide_parameters`` wants.
+                raise DBAPIError.instance(
+                    sql, None, error, sqlite3.Error, hide_parameters=True
+                ) from error
+        finally:
+            cursor.close()
 
     def _begin(self) -> RootTransaction:
         return self.sync_connection.begin()

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 
+from adapters.sqlalchemy.hot_sql import HotStatement, fetch, write
 from adapters.sqlalchemy.messaging_tables import message_fields
 from adapters.sqlalchemy.storage import SqlStorage, write_transaction
 from kernel.errors import PoisonMessage
@@ -57,7 +58,7 @@ class SqlOutboxStore:
         )
         # The only reader (SQLite) also learns which records have newer ones waiting behind
         # them: settling the others needs no new read.
-        self._due_followed = due.add_columns(followed.label("followed"))
+        self._due_followed = HotStatement(due.add_columns(followed.label("followed")))
         claimable = due.with_only_columns(outbox.c.id).with_for_update(skip_locked=True, of=outbox)
         self._claim = (
             update(outbox)
@@ -67,7 +68,7 @@ class SqlOutboxStore:
         )
         ids = outbox.c.id.in_(bindparam("ids", expanding=True))
         self._claim_ids = update(outbox).where(ids).values(next_attempt_at=bindparam("until"))
-        self._delete = delete(outbox).where(ids)
+        self._delete = HotStatement(delete(outbox).where(ids))
         self._retry = (
             update(outbox)
             .where(outbox.c.id == bindparam("record_id"))
@@ -86,7 +87,7 @@ class SqlOutboxStore:
         parameters: dict[str, Any] = {"now": now, "limit": limit, "skip": list(skip)}
         if self._database.is_sqlite:
             async with self._database.connect() as connection:
-                rows = (await connection.execute(self._due_followed, parameters)).all()
+                rows = await fetch(connection, self._due_followed, parameters)
         else:
             parameters["until"] = now + self.lease_seconds
             async with self._engine.begin() as connection:
@@ -133,7 +134,7 @@ class SqlOutboxStore:
     async def remove_delivered(self, records: Sequence[OutboxRecord]) -> None:
         async with write_transaction(self._database) as connection:
             # Ids alone identify records: they are never reused (see messaging_tables).
-            await connection.execute(self._delete, {"ids": [record.id for record in records]})
+            await write(connection, self._delete, {"ids": [record.id for record in records]})
 
     async def retry_later(self, record: OutboxRecord, attempts: int, at: float, error: str) -> None:
         async with write_transaction(self._database) as connection:
