@@ -88,6 +88,7 @@ class PydanticPlaceOrder(BaseModel):
     type: Literal["ordering.PlaceOrder"] = "ordering.PlaceOrder"
     lines: Annotated[list[PydanticOrderLine], Field(min_length=1, max_length=50)]
     payment_token: Annotated[str, Field(min_length=1, max_length=200)]
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=255)] | None = None
 
 
 class PydanticFrame(BaseModel):
