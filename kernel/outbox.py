@@ -33,9 +33,13 @@ class OutboxRecord:
 class OutboxStore(Protocol):
     """Where an outbox lives (a SQL table, or memory for modules without tables)."""
 
-    async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
+    async def due(
+        self, now: float, limit: int, skip: Collection[int] = (), *, polled: bool = False
+    ) -> list[OutboxRecord]:
         """Up to ``limit`` records due by ``now``, each the oldest of its (target, partition),
-        leaving out the ids in ``skip`` (those the relay is busy with)."""
+        leaving out the ids in ``skip`` (those the relay is busy with). ``polled``: nothing
+        in this process asked for the read (the relay's idle poll, for records written by
+        other processes or due later), so a store may answer from what it knows changed."""
         ...
 
     async def remove_delivered(self, records: Sequence[OutboxRecord]) -> None:

@@ -64,6 +64,8 @@ class Relay:
         #: Whether the next turn reads the outbox: something was committed, a settled record
         #: had records waiting behind it, the last read was full, or a poll is due.
         self._read_needed = True
+        #: Whether that read is only the poll (nothing in this process asked for it).
+        self._polled = False
         #: Records taken that newer records of their (target, partition) wait behind.
         self._followed: set[int] = set()
         #: The only reader of its outbox (a store without claims): only its own records can
@@ -81,7 +83,7 @@ class Relay:
                 self._followed.add(record_id)
         if any(_waits_behind(record, keys) for record in self._delivered):
             self._unblock = True
-        self._read_needed = True
+        self._read_needed, self._polled = True, False
         self._wake.set()
 
     def start(self) -> None:
@@ -170,12 +172,12 @@ class Relay:
             await self._renew_claims()
             free = self._concurrency - len(self._in_flight)
             if free > 0 and (self._read_needed or not self._only_reader):
-                self._read_needed = False
+                polled, self._read_needed, self._polled = self._polled, False, False
                 # Busy: in flight, or delivered and waiting for the next batch removal.
                 busy = set(self._in_flight)
                 busy.update(record.id for record in self._delivered)
                 try:
-                    records = await self._store.due(self._clock.now(), free, busy)
+                    records = await self._store.due(self._clock.now(), free, busy, polled=polled)
                 except Exception:
                     log.exception("relay %s: cannot read the outbox; trying again", self.name)
                     records = []
@@ -204,7 +206,7 @@ class Relay:
             except TimeoutError:
                 if timeout == self._poll_interval:
                     # The poll: records due later (retries) or written by another process.
-                    self._read_needed = True
+                    self._read_needed = self._polled = True
 
     async def _attempt(self, record: OutboxRecord) -> None:
         try:
@@ -220,7 +222,7 @@ class Relay:
                 # Newer records wait behind this one: remove it, then read again.
                 self._followed.discard(record.id)
                 self._unblock = True
-                self._read_needed = True
+                self._read_needed, self._polled = True, False
                 self._wake.set()
             elif not self._in_flight:
                 # Nothing else will wake the loop soon: let it time the batch's removal.

@@ -47,7 +47,9 @@ class MemoryOutbox:
         if self.on_add is not None:
             self.on_add({(delivery.target, delivery.partition) for delivery in deliveries})
 
-    async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
+    async def due(
+        self, now: float, limit: int, skip: Collection[int] = (), *, polled: bool = False
+    ) -> list[OutboxRecord]:
         oldest: dict[tuple[str, str], OutboxRecord | None] = {}
         ready: list[OutboxRecord] = []
         for record, at in self.records.values():  # dicts keep insertion (= id) order

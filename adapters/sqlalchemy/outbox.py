@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
+import time
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, exists, func, insert, select, update
@@ -12,6 +16,21 @@ from adapters.sqlalchemy.messaging_tables import message_fields
 from adapters.sqlalchemy.storage import SqlStorage, write_transaction
 from kernel.errors import PoisonMessage
 from kernel.outbox import OutboxRecord
+
+#: The longest an idle SQLite outbox goes unread while its files look unchanged: a write in
+#: the same clock tick as the last look, rewriting a reused WAL to the same size, would not
+#: show in the files' size and time.
+QUIET_LOOK_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class _Quiet:
+    """What an idle poll found: nothing due, the files as they were before that read, and
+    when the earliest record waiting for a later attempt comes due."""
+
+    files: tuple[tuple[int, int, int] | None, ...]
+    wake_at: float
+    since: float
 
 
 class SqlOutboxStore:
@@ -82,17 +101,51 @@ class SqlOutboxStore:
         self._delete_one = delete(outbox).where(outbox.c.id == bindparam("record_id"))
         self._add_dead = insert(self._tables.dead_letters)
         self._count = select(func.count()).select_from(outbox)
+        self._next_attempt = select(func.min(outbox.c.next_attempt_at)).where(
+            outbox.c.id.not_in(bindparam("skip", expanding=True))
+        )
+        #: A SQLite file and its WAL: an idle poll looks at them instead of the table.
+        path = self._database.url.database if self._database.loop_engine is not None else None
+        self._files = (path, f"{path}-wal") if path else None
+        self._quiet: _Quiet | None = None
 
-    async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
+    async def due(
+        self, now: float, limit: int, skip: Collection[int] = (), *, polled: bool = False
+    ) -> list[OutboxRecord]:
         parameters: dict[str, Any] = {"now": now, "limit": limit, "skip": list(skip)}
         if self._database.is_sqlite:
+            # An idle poll of an unchanged file costs no query (issue 12): other processes'
+            # writes change the files, records waiting for a later attempt have a time.
+            if polled and self._still_quiet(now):
+                return []
+            files = self._look_at_files()  # before the read: a write after it shows next time
             async with self._database.connect() as connection:
                 rows = await fetch(connection, self._due_followed, parameters)
+                self._quiet = None
+                if polled and not rows and files is not None:
+                    wake_at = await connection.scalar(self._next_attempt, {"skip": list(skip)})
+                    self._quiet = _Quiet(
+                        files, math.inf if wake_at is None else wake_at, time.monotonic()
+                    )
         else:
             parameters["until"] = now + self.lease_seconds
             async with self._engine.begin() as connection:
                 rows = sorted((await connection.execute(self._claim, parameters)).all(), key=_id)
         return [self._record(row) for row in rows]
+
+    def _still_quiet(self, now: float) -> bool:
+        quiet = self._quiet
+        return (
+            quiet is not None
+            and now < quiet.wake_at
+            and time.monotonic() - quiet.since < QUIET_LOOK_SECONDS
+            and self._look_at_files() == quiet.files
+        )
+
+    def _look_at_files(self) -> tuple[tuple[int, int, int] | None, ...] | None:
+        if self._files is None:
+            return None
+        return tuple(_file_state(path) for path in self._files)
 
     @property
     def renew_interval(self) -> float | None:
@@ -167,3 +220,11 @@ class SqlOutboxStore:
 
 def _id(row: Any) -> int:
     return int(row.id)
+
+
+def _file_state(path: str) -> tuple[int, int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (found.st_ino, found.st_size, found.st_mtime_ns)

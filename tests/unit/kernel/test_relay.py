@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import pytest
 
@@ -11,7 +11,7 @@ from adapters.memory import MemoryOutbox
 from kernel.clock import SystemClock
 from kernel.errors import NotFound, PoisonMessage, Unavailable
 from kernel.messages import Command, Envelope, Message
-from kernel.outbox import RetryPolicy
+from kernel.outbox import OutboxRecord, RetryPolicy
 from kernel.relay import Relay
 from kernel.routing import PendingDelivery
 from modules.inventory.contracts import StockReserved
@@ -189,3 +189,41 @@ async def test_a_compensation_refused_for_good_is_still_a_dead_letter() -> None:
     await run_until_settled(outbox, Recorder(lambda envelope, attempt: NotFound("no order")))
     [letter] = outbox.dead_letters
     assert letter.attempts == 1 and "NotFound" in letter.reason
+
+
+class Reads(MemoryOutbox):
+    """An outbox that remembers, for each read, whether it was only the relay's poll."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polled: list[bool] = []
+
+    async def due(
+        self, now: float, limit: int, skip: Collection[int] = (), *, polled: bool = False
+    ) -> list[OutboxRecord]:
+        self.polled.append(polled)
+        return await super().due(now, limit, skip, polled=polled)
+
+
+async def test_only_the_idle_poll_is_a_polled_read_and_a_commit_never_is() -> None:
+    # A store may answer a polled read from what it knows changed (SQLite's files); a read
+    # for a commit of this process must always look at the table.
+    outbox = Reads()
+    deliver = Recorder()
+    relay = Relay("test", outbox, deliver, SystemClock(), FAST, poll_interval=0.02)
+    outbox.on_add = relay.notify
+    relay.start()
+    try:
+        await asyncio.sleep(0.1)  # idle: the first read, then polls
+        assert True in outbox.polled
+        outbox.polled.clear()
+        outbox.add([delivery("o1")])
+        for _ in range(200):
+            if deliver.seen:
+                break
+            await asyncio.sleep(0.001)
+        assert deliver.seen
+        # The read that found the committed record was not a polled one.
+        assert outbox.polled[0] is False
+    finally:
+        await relay.stop()

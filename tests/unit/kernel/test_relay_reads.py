@@ -30,9 +30,11 @@ class CountingOutbox(MemoryOutbox):
         self.reads = 0
         self.removals = 0
 
-    async def due(self, now: float, limit: int, skip: Collection[int] = ()) -> list[OutboxRecord]:
+    async def due(
+        self, now: float, limit: int, skip: Collection[int] = (), *, polled: bool = False
+    ) -> list[OutboxRecord]:
         self.reads += 1
-        return await super().due(now, limit, skip)
+        return await super().due(now, limit, skip, polled=polled)
 
     async def remove_delivered(self, records: Sequence[OutboxRecord]) -> None:
         self.removals += 1
