@@ -290,8 +290,9 @@ class Deployment:
         end = started + self.start_timeout
         while time.monotonic() < end:
             self._check_running(child)
-            ready = self._ready(child) if path == READY else _answers(child.url + path)
-            if not child.url or ready:
+            if not child.url or (
+                self._ready(child) if path == READY else _answers(child.url + path)
+            ):
                 self._say_ready(child, time.monotonic() - started)
                 return
             time.sleep(0.1)

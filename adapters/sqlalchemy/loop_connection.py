@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Connection, Engine, RootTransaction, Transaction
+from sqlalchemy.engine import Connection, Engine, Transaction
 from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class LoopConnection:
         return self.sync_connection.scalar(statement, *args, **kwargs)
 
     def begin(self) -> LoopTransaction:
-        return LoopTransaction(self._begin)
+        return LoopTransaction(self.sync_connection.begin)
 
     def begin_nested(self) -> LoopTransaction:
         return LoopTransaction(self.sync_connection.begin_nested)
@@ -123,6 +123,3 @@ class LoopConnection:
                 ) from error
         finally:
             cursor.close()
-
-    def _begin(self) -> RootTransaction:
-        return self.sync_connection.begin()

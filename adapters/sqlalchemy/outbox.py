@@ -118,11 +118,13 @@ class SqlOutboxStore:
             # writes change the files, records waiting for a later attempt have a time.
             if polled and self._still_quiet(now):
                 return []
-            files = self._look_at_files()  # before the read: a write after it shows next time
+            # Looked at before the read (a write after it shows next time), and only for a
+            # poll: a read for a commit must not pay two stat calls.
+            files = self._look_at_files() if polled else None
             async with self._database.connect() as connection:
                 rows = await fetch(connection, self._due_followed, parameters)
                 self._quiet = None
-                if polled and not rows and files is not None:
+                if not rows and files is not None:
                     wake_at = await connection.scalar(self._next_attempt, {"skip": list(skip)})
                     self._quiet = _Quiet(
                         files, math.inf if wake_at is None else wake_at, time.monotonic()

@@ -67,6 +67,18 @@ class WakingRedisBroker(RedisBroker):
         """The Redis list of a queue's message ids (dramatiq's layout)."""
         return f"{self.namespace}:{queue_name}"
 
+    def held_id(self, queue_name: str, data: bytes) -> str | None:
+        """The id under which this worker holds fetched ``data`` that is no dramatiq message
+        (so carries no id of its own): the one in its ack set of ``queue_name`` whose data
+        it is; None if there is none."""
+        held = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
+        messages = f"{self.queue_key(queue_name)}.msgs"
+        held_ids: set[bytes] = self.client.smembers(held)  # type: ignore[assignment]
+        for redis_id in held_ids:
+            if self.client.hget(messages, redis_id) == data:
+                return redis_id.decode()
+        return None
+
     def wait_and_fetch(
         self, queue_name: str, wait: float, count: int
     ) -> tuple[bytes | None, list[bytes | None]]:
@@ -213,25 +225,19 @@ class WakingRedisConsumer(_RedisConsumer):
 
     def _reject_undecodable(self, data: bytes, error: Exception) -> None:
         broker = self.broker
-        acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
-        messages = f"{broker.namespace}:{self.queue_name}.msgs"
-        held: set[bytes] = broker.client.smembers(acks)  # type: ignore[assignment]
-        for redis_id in held:
-            if broker.client.hget(messages, redis_id) == data:
-                identifier = redis_id.decode()
-                broker.do_nack(self.queue_name, identifier)
-                log.error(
-                    "queue %s: dead-lettered message %s, not a dramatiq message: %s",
-                    self.queue_name,
-                    identifier,
-                    error,
-                )
-                if broker.on_undecodable is not None:
-                    broker.on_undecodable(
-                        self.queue_name, identifier, f"not a dramatiq message: {error}"
-                    )
-                return
-        log.error("queue %s: dropped an undecodable message it could not find", self.queue_name)
+        identifier = broker.held_id(self.queue_name, data)
+        if identifier is None:
+            log.error("queue %s: dropped an undecodable message it could not find", self.queue_name)
+            return
+        broker.do_nack(self.queue_name, identifier)
+        log.error(
+            "queue %s: dead-lettered message %s, not a dramatiq message: %s",
+            self.queue_name,
+            identifier,
+            error,
+        )
+        if broker.on_undecodable is not None:
+            broker.on_undecodable(self.queue_name, identifier, f"not a dramatiq message: {error}")
 
 
 def make_broker(config: QueueConfig, middleware: list[Middleware] | None = None) -> Broker:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import msgspec
 import redis
@@ -180,8 +180,10 @@ class RequestLane:
         try:
             message = Message.decode(data)
         except DecodeError:
-            redis_id = self._id_of(queue, data)
-            if redis_id is not None:
+            redis_id = self.broker.held_id(queue, data)
+            if redis_id is None:
+                log.error("queue %s: dropped an undecodable request it could not find", queue)
+            else:
                 self._move_to_module_queue(queue, redis_id, data, "not a dramatiq message")
             return
         options = message.options
@@ -244,19 +246,6 @@ class RequestLane:
         except (redis.RedisError, OSError) as error:
             # Unacked, it comes back after the heartbeat timeout, stale: AgeLimit drops it.
             log.warning("could not ack request %s: %s", message_id, error)
-
-    def _id_of(self, queue: str, data: bytes) -> str | None:
-        """The id of fetched ``data`` that is not a dramatiq message (so carries no id): the
-        one held in this worker's ack set with that data, as ``WakingRedisConsumer`` finds it."""
-        broker = self.broker
-        held = f"{broker.namespace}:__acks__.{broker.broker_id}.{queue}"
-        messages = f"{broker.queue_key(queue)}.msgs"
-        held_ids = cast(set[bytes], broker.client.smembers(held))
-        for redis_id in held_ids:
-            if broker.client.hget(messages, redis_id) == data:
-                return redis_id.decode()
-        log.error("queue %s: dropped an undecodable request it could not find", queue)
-        return None
 
     def _move_to_module_queue(self, queue: str, redis_id: str, data: bytes, why: str) -> None:
         """Hand what this path cannot answer to dramatiq's consumer of the module's queue,
