@@ -30,6 +30,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from adapters.http.one_send import OneSendTransport
 from adapters.http.quiet_log import EveryFewSeconds
 
 log = logging.getLogger("cleave.http.server")
@@ -97,7 +98,8 @@ def connection_limit(wanted: int) -> int:
 
 
 def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a head deadline and a connection limit."""
+    """uvicorn's h11 protocol with a head deadline and a connection limit, sending each
+    response in one write (``one_send``)."""
 
     refusals = EveryFewSeconds(60)
 
@@ -117,6 +119,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
                 transport.write(_BUSY)
                 transport.close()
                 return
+            self.transport = OneSendTransport(transport, self.loop)  # type: ignore[assignment]
             self._await_head()
 
         def data_received(self, data: bytes) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import QueuePool
 
 from adapters.sqlalchemy.inline_sqlite import BUSY_TIMEOUT_SECONDS, connector, open_file
-from adapters.sqlalchemy.loop_connection import LoopConnection
+from adapters.sqlalchemy.loop_connection import KeptConnections, LoopConnection
 from adapters.sqlalchemy.statement_counts import count_statements, counting_enabled
 from kernel.errors import ConcurrencyConflict
 
@@ -69,6 +69,7 @@ class Database:
         #: The same file through SQLAlchemy's sync API, for the storage of the order flow
         #: (``connect``): no greenlet switch per call (see ``loop_connection``).
         self.loop_engine: Engine | None = None
+        self._kept: KeptConnections | None = None
         if self.inline:
             assert path is not None
             self.loop_engine = create_engine(
@@ -79,6 +80,7 @@ class Database:
                 pool_size=20,
                 max_overflow=-1,
             )
+            self._kept = KeptConnections(self.loop_engine, keep=20)
         engines = [self.engine.sync_engine]
         if self.loop_engine is not None:
             engines.append(self.loop_engine)
@@ -100,8 +102,8 @@ class Database:
         """A connection for the storage's hot path: await it or enter it, as
         ``engine.connect()``. On an inline SQLite file a ``LoopConnection`` (checked out
         now, so enter or close it), elsewhere the async engine's ``AsyncConnection``."""
-        if self.loop_engine is not None:
-            return LoopConnection(self.loop_engine)
+        if self._kept is not None:
+            return LoopConnection(self._kept)
         return self.engine.connect()
 
     @property
@@ -136,6 +138,8 @@ class Database:
             return False
 
     async def dispose(self) -> None:
+        if self._kept is not None:
+            self._kept.close()
         if self.loop_engine is not None:
             self.loop_engine.dispose()
         await self.engine.dispose()

@@ -1,34 +1,40 @@
-"""The messaging tables' hot-path statements, compiled once for SQLite and run on the DBAPI
-cursor of a ``LoopConnection``.
+"""Statements of the hot path compiled once for SQLite and run on the DBAPI cursor of a
+``LoopConnection``.
 
-Every settled order runs the inbox check and record, the outbox records, and the relay's
-``due`` read and removal many times. Through ``Connection.execute`` each costs about 20 µs of
-SQLAlchemy's Python around a SQLite call of a few µs (cache key, compiled-cache lookup,
-execution context, result wrapping; ADR 17). A ``HotStatement`` keeps its SQL text and the
-order of its parameters, and ``LoopConnection`` hands both straight to ``sqlite3``, still
-inside SQLAlchemy's transaction (commit, rollback and savepoints are SQLAlchemy's),
-announced to ``before_cursor_execute`` listeners (the statement counter) and with errors
-wrapped as SQLAlchemy's (``IntegrityError`` and the others). Elsewhere (PostgreSQL, the
-async engine) the same statement runs through SQLAlchemy as before.
+Every settled order runs the inbox check and record, the outbox records, the relay's ``due``
+read and removal, and the modules' own reads and writes many times. Through
+``Connection.execute`` each costs about 20 µs of SQLAlchemy's Python around a SQLite call of a
+few µs (cache key, compiled-cache lookup, execution context, result wrapping; ADR 17). A
+``HotStatement`` keeps its SQL text, the order of its parameters and its types' conversions,
+and ``LoopConnection`` hands them straight to ``sqlite3``, still inside SQLAlchemy's
+transaction (commit, rollback and savepoints are SQLAlchemy's), announced to
+``before_cursor_execute`` listeners (the statement counter) and with errors wrapped as
+SQLAlchemy's (``IntegrityError`` and the others). Elsewhere (PostgreSQL, the async engine) the
+same statement runs through SQLAlchemy as before.
+
+The messaging tables name their statements (``HotStatement(...)``). A module's repository
+needs nothing of this: ``hot_statement`` recognises a statement object it has been given
+before (the repositories build theirs once, at import) and compiles it on its second use; a
+statement built per call, or one SQLAlchemy must do more for than bind values and convert
+types (Python-side column defaults, ``RETURNING`` over many rows, duplicate result names),
+keeps going through SQLAlchemy.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.sql import Executable
 
-from adapters.sqlalchemy.loop_connection import LoopConnection
-
 #: Parameters of one execution: one mapping, or a list of them (one round trip, executemany).
 Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
-#: Where each positional ``?`` takes its value from: a parameter's name, and the index in its
-#: list for an expanding one (``IN``), ``None`` otherwise.
-_Order = tuple[tuple[str, int | None], ...]
+#: Where each positional ``?`` takes its value from: a parameter's name, its index in its list
+#: for an expanding one (``IN``), ``None`` otherwise, and its type's conversion, if any.
+_Order = tuple[tuple[str, int | None, Callable[[Any], Any] | None], ...]
 
 _DIALECT = SQLiteDialect_pysqlite()
 #: At most this many renderings of one statement's ``IN`` lists are kept (the relay's lists
@@ -36,38 +42,91 @@ _DIALECT = SQLiteDialect_pysqlite()
 _KEPT_TEXTS = 256
 
 
+class NotHot(Exception):
+    """The statement needs more of SQLAlchemy than a compiled text and its conversions."""
+
+
 class HotStatement:
     """One statement of the hot path: SQLAlchemy's, and its SQLite text once compiled."""
 
-    __slots__ = ("_compiled", "_constants", "_expanding", "_texts", "is_dml", "row", "statement")
+    __slots__ = (
+        "_compiled",
+        "_constants",
+        "_converters",
+        "_expanding",
+        "_fields",
+        "_processors",
+        "_texts",
+        "is_dml",
+        "returns_rows",
+        "row",
+        "statement",
+    )
 
     def __init__(self, statement: Executable, keys: Sequence[str] | None = None) -> None:
         """``keys``: the columns an ``INSERT`` without ``values()`` is given, in the order its
-        rows carry them."""
+        rows carry them. ``NotHot`` if SQLAlchemy must run it (see the module's doc)."""
         self.statement = statement
         self.is_dml: bool = bool(getattr(statement, "is_dml", False))
-        self._compiled = statement.compile(  # type: ignore[attr-defined]
+        compiled = statement.compile(  # type: ignore[attr-defined]
             dialect=_DIALECT, column_keys=list(keys) if keys is not None else None
         )
+        self._compiled = compiled
+        names = compiled.positiontup or ()
+        binds = compiled.binds
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            raise NotHot("Python-side column defaults")
+        if compiled.literal_execute_params:
+            raise NotHot("values rendered into the SQL at execution")
+        if any(binds[name].callable is not None for name in names if name in binds):
+            raise NotHot("a bound value computed at execution")
         self._expanding: tuple[str, ...] = tuple(
-            name
-            for name, parameter in self._compiled.binds.items()
-            if parameter.expanding and name in (self._compiled.positiontup or ())
+            name for name, parameter in binds.items() if parameter.expanding and name in names
         )
-        binds = self._compiled.binds
+        #: Each parameter's type conversion (SQLite stores booleans as integers...).
+        self._processors: dict[str, Callable[[Any], Any]] = {
+            name: processor
+            for name, processor in compiled._bind_processors.items()
+            if name in names and processor is not None
+        }
+        if any(name in self._processors for name in self._expanding):
+            raise NotHot("a converted value in an IN list")
         #: Values SQLAlchemy bound itself (``OFFSET 0`` after a ``LIMIT``).
         self._constants: dict[str, Any] = {
             name: binds[name].effective_value
-            for name in self._compiled.positiontup or ()
+            for name in names
             if name in binds and not binds[name].required
         }
         #: SQL text and parameter order, by the lengths of the expanding parameters' lists.
         self._texts: dict[tuple[int, ...], tuple[str, _Order]] = {}
         if not self._expanding:
-            order = tuple((name, None) for name in self._compiled.positiontup or ())
-            self._texts[()] = (self._compiled.string, order)
+            self._texts[()] = (compiled.string, self._order(tuple(names)))
+        columns = compiled._result_columns or []
+        self.returns_rows = bool(columns)
+        #: The rows' field names, as SQLAlchemy's rows name them.
+        self._fields: tuple[str, ...] | None = None
+        self._converters: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
+        if columns:
+            fields = tuple(str(column[0]) for column in columns)
+            if len(set(fields)) != len(fields) or not all(
+                name.isidentifier() and not name.startswith("_") for name in fields
+            ):
+                raise NotHot("result columns without distinct names")
+            self._fields = fields
+            self._converters = tuple(
+                (index, processor)
+                for index, column in enumerate(columns)
+                if (processor := column[3]._cached_result_processor(_DIALECT, None)) is not None
+            )
         #: The class of the rows a SELECT returns (named fields, as SQLAlchemy's rows have).
         self.row: type[tuple[Any, ...]] | None = None
+
+    def _order(self, names: Sequence[tuple[str, int | None] | str]) -> _Order:
+        order = []
+        for entry in names:
+            name, index = (entry, None) if isinstance(entry, str) else entry
+            order.append((name, index, self._processors.get(name)))
+        return tuple(order)
 
     def text(self, parameters: Mapping[str, Any]) -> tuple[str, _Order]:
         """The SQL to run with ``parameters``, and where each ``?`` takes its value."""
@@ -92,8 +151,8 @@ class HotStatement:
             for name, keys in expanded.parameter_expansion.items()
             for index, key in enumerate(keys)
         }
-        order = tuple(owner.get(key, (key, None)) for key in expanded.positiontup or ())
-        return expanded.statement, order
+        names = [owner.get(key, (key, None)) for key in expanded.positiontup or ()]
+        return expanded.statement, self._order(names)
 
     def prepare(self, parameters: Parameters) -> tuple[str, Any, bool]:
         """The SQL text, its positional parameters (a list of tuples for a list of rows) and
@@ -110,31 +169,132 @@ class HotStatement:
         return sql, [positional(order, row) for row in parameters], True
 
     def rows_of(self, description: Sequence[Any], values: Sequence[Any]) -> list[Any]:
-        """The DBAPI's tuples as rows with named fields."""
-        if self.row is None:
-            self.row = namedtuple("Row", [column[0] for column in description])  # type: ignore[misc]
+        """The DBAPI's tuples as rows with named fields, their values converted as
+        SQLAlchemy's types convert them."""
         row = self.row
-        return [row._make(value) for value in values]  # type: ignore[attr-defined]
+        if row is None:
+            fields = self._fields or tuple(column[0] for column in description)
+            row = self.row = namedtuple("Row", fields)
+        make = row._make  # type: ignore[attr-defined]
+        converters = self._converters
+        if not converters:
+            return [make(value) for value in values]
+        rows = []
+        for value in values:
+            converted = list(value)
+            for index, convert in converters:
+                converted[index] = convert(converted[index])
+            rows.append(make(converted))
+        return rows
 
 
 def positional(order: _Order, parameters: Mapping[str, Any]) -> tuple[Any, ...]:
     """One mapping of parameters as the positional tuple ``sqlite3`` takes."""
-    return tuple(
-        parameters[name] if index is None else parameters[name][index] for name, index in order
-    )
+    values = []
+    for name, index, convert in order:
+        value = parameters[name] if index is None else parameters[name][index]
+        values.append(value if convert is None else convert(value))
+    return tuple(values)
+
+
+class HotResult:
+    """The result of a statement run on the cursor: the part of SQLAlchemy's ``Result`` the
+    repositories use (rows by name, ``first``, ``all``, scalars, ``rowcount``)."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+    def all(self) -> list[Any]:
+        return list(self._rows)
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> Any:
+        if len(self._rows) != 1:
+            raise _no_single_row(len(self._rows))
+        return self._rows[0]
+
+    def one_or_none(self) -> Any:
+        if len(self._rows) > 1:
+            raise _no_single_row(len(self._rows))
+        return self._rows[0] if self._rows else None
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+    def scalar_one_or_none(self) -> Any:
+        row = self.one_or_none()
+        return None if row is None else row[0]
+
+
+def _no_single_row(count: int) -> Exception:
+    from sqlalchemy.exc import MultipleResultsFound, NoResultFound
+
+    if count == 0:
+        return NoResultFound("No row was found when one was required")
+    return MultipleResultsFound("Multiple rows were found when exactly one was required")
+
+
+#: Statements seen so far, by ``id`` (with the statement itself, so that a reused id of a
+#: statement since collected is not mistaken for it): ``_ONCE`` after the first use, then
+#: the compiled ``HotStatement``, or ``None`` if SQLAlchemy must run it.
+_ONCE: Any = object()
+_KNOWN: dict[tuple[int, tuple[str, ...] | None], tuple[Any, Any]] = {}
+#: Statements built per call would fill it: past this many it starts again.
+_KNOWN_AT_MOST = 2048
+
+
+def hot_statement(statement: Any, parameters: Any) -> HotStatement | None:
+    """The compiled form of ``statement`` if it was used before and can run on the cursor;
+    ``None``: let SQLAlchemy run it."""
+    keys: tuple[str, ...] | None = None
+    if getattr(statement, "is_insert", False) and not (
+        statement._values or statement._multi_values
+    ):
+        # An INSERT without values() is compiled for the columns its parameters name.
+        first = parameters if isinstance(parameters, Mapping) else (parameters or [None])[0]
+        if not isinstance(first, Mapping):
+            return None
+        keys = tuple(first)
+    key = (id(statement), keys)
+    known = _KNOWN.get(key)
+    if known is None or known[0] is not statement:
+        if len(_KNOWN) >= _KNOWN_AT_MOST:
+            _KNOWN.clear()
+        _KNOWN[key] = (statement, _ONCE)
+        return None
+    hot = known[1]
+    if hot is _ONCE:
+        try:
+            hot = HotStatement(statement, keys)
+        except NotHot:
+            hot = None
+        _KNOWN[key] = (statement, hot)
+    return hot  # type: ignore[no-any-return]
 
 
 async def fetch(connection: Any, hot: HotStatement, parameters: Mapping[str, Any]) -> list[Any]:
     """The rows ``hot`` selects: on the DBAPI cursor of a ``LoopConnection``, through
     SQLAlchemy elsewhere."""
-    if isinstance(connection, LoopConnection):
-        found: list[Any] = connection.run_hot(hot, parameters, rows=True)
-        return found
+    run_hot = getattr(connection, "run_hot", None)
+    if run_hot is not None:
+        return run_hot(hot, parameters)._rows  # type: ignore[no-any-return]
     return list((await connection.execute(hot.statement, parameters)).all())
 
 
 async def write(connection: Any, hot: HotStatement, parameters: Parameters) -> int:
     """Run a DML statement (once, or for each of a list of rows) and return its rowcount."""
-    if isinstance(connection, LoopConnection):
-        return int(connection.run_hot(hot, parameters, rows=False))
+    run_hot = getattr(connection, "run_hot", None)
+    if run_hot is not None:
+        return int(run_hot(hot, parameters).rowcount)
     return int((await connection.execute(hot.statement, parameters)).rowcount)
