@@ -72,6 +72,8 @@ def uvicorn_options(limits: ServerLimits, graceful_seconds: float) -> dict[str, 
     return {
         "factory": True,
         "log_config": None,
+        # The request log (adapters.observability.requests) is the access log.
+        "access_log": False,
         "timeout_graceful_shutdown": int(graceful_seconds),
         "http": guarded_protocol(limits.header_timeout, connections),
         "loop": f"{__name__}:quiet_loop",
