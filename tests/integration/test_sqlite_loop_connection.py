@@ -6,6 +6,7 @@ every other connection to the file."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,25 @@ notes = Table(
 )
 
 
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}")
-    await database.create_all([metadata])
+@asynccontextmanager
+async def sqlite_file(
+    directory: Path, tables: MetaData, inline: bool = True
+) -> AsyncIterator[Database]:
+    """A database on a SQLite file in ``directory`` with ``tables`` (``inline=False``: the
+    async engine only, where every statement goes through SQLAlchemy)."""
+    database = Database(f"sqlite+aiosqlite:///{directory / 'shop.db'}", inline=inline)
+    assert (database.loop_engine is not None) == inline
+    await database.create_all([tables])
     try:
         yield database
     finally:
         await database.dispose()
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    async with sqlite_file(tmp_path, metadata) as database:
+        yield database
 
 
 def storage_of(database: Database) -> SqlStorage:

@@ -35,7 +35,7 @@ from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.hot_sql import HotResult
 from adapters.sqlalchemy.storage import write_transaction
 from kernel.messages import Envelope
-from tests.integration.test_sqlite_loop_connection import storage_of
+from tests.integration.test_sqlite_loop_connection import sqlite_file, storage_of
 
 pytestmark = pytest.mark.anyio
 
@@ -60,26 +60,14 @@ SAVE = (
 
 @pytest.fixture(params=["cursor", "sqlalchemy"])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    # ``inline=False``: the async engine, where every statement goes through SQLAlchemy.
-    database = Database(
-        f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}", inline=request.param == "cursor"
-    )
-    await database.create_all([metadata])
-    try:
+    async with sqlite_file(tmp_path, metadata, inline=request.param == "cursor") as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture
 async def inline(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}")
-    assert database.loop_engine is not None
-    await database.create_all([metadata])
-    try:
+    async with sqlite_file(tmp_path, metadata) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 def on_cursor(database: Database) -> bool:
