@@ -189,7 +189,11 @@ class RunningProcess:
         for module, url in self.plan.database_urls.items():
             database = by_url.get(url)
             if database is None:
-                database = by_url[url] = Database(url, schema=self.settings.database_schema)
+                database = by_url[url] = Database(
+                    url,
+                    schema=self.settings.database_schema,
+                    pool_size=self.settings.database_pool_size,
+                )
                 if database.is_sqlite and database.url.database:
                     Path(database.url.database).parent.mkdir(parents=True, exist_ok=True)
             databases[module] = database

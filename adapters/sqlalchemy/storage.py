@@ -224,6 +224,10 @@ class SqlUnitOfWork(UnitOfWork):
                 connection = await self._storage.database.connect()
             except PoolTimeout as error:
                 raise Unavailable("the database has no free connection; try again") from error
+            except (DBAPIError, OSError) as error:
+                # Refused or unreachable (PostgreSQL's "too many clients", a restart): the
+                # work can run later, so it is a 503 at the edge and a retry on a queue.
+                raise Unavailable("the database refuses connections; try again") from error
             try:
                 await connection.begin()
             except BaseException:
