@@ -21,11 +21,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = "sqlite+aiosqlite:///cleave.db"
     #: PostgreSQL only: keep every table in this schema (created if missing).
     database_schema: str | None = None
-    #: PostgreSQL only: connections a process keeps open, and up to half as many again
-    #: under a burst. Every process of a deployment has its own pool, and the server's
-    #: ``max_connections`` (100 by default) must hold them all: 8 (12 at most) lets six
-    #: services and a few tools share a default server.
-    database_pool_size: int = 8
+    #: PostgreSQL only: the most connections a process opens (seven eighths of them kept
+    #: open). Every process of a deployment has its own pool, and the server's
+    #: ``max_connections`` (100 by default) must hold them all: 16 fits six services.
+    database_pool_size: int = 16
     #: Whether start-up migrates the database to this version's schema (unset: yes in
     #: development; in production the process refuses a database that is behind, and the
     #: operator runs ``cleave db upgrade`` first).

@@ -40,8 +40,9 @@ class Database:
     SQLite runs in WAL mode with a generous busy timeout, so readers never wait for the
     writer and concurrent writers queue instead of failing. ``schema`` (PostgreSQL only)
     puts every table in one schema, which is how tests get a clean database each.
-    ``pool_size`` (PostgreSQL only): connections kept open, and up to half as many again
-    in a burst; past that, work waits for a connection (at most 10 s, then ``Unavailable``).
+    ``pool_size`` (PostgreSQL only): the most connections this process opens, seven eighths
+    of them kept open; past that, work waits for a connection (at most 10 s, then
+    ``Unavailable``).
     """
 
     def __init__(
@@ -50,7 +51,7 @@ class Database:
         *,
         schema: str | None = None,
         inline: bool = True,
-        pool_size: int = 8,
+        pool_size: int = 16,
     ) -> None:
         self.url = normalise_url(url)
         self.schema = schema
@@ -72,11 +73,13 @@ class Database:
             # Bounded so that every process of a deployment fits in the server's
             # max_connections: past it PostgreSQL refuses new connections, and a pool that
             # kept opening and closing overflow connections under load spent its CPU on that
-            # (split-http at 50 orders/s settled 2-6 of them; bench, 2026-11-30).
+            # (split-http at 50 orders/s settled 2-6 of them; bench, 2026-11-30). Mostly
+            # kept open: a connection opened per burst costs more than the work it does.
+            burst = max(1, pool_size // 8)
             kwargs.update(
                 connect_args=connect_args,
-                pool_size=pool_size,
-                max_overflow=max(1, pool_size // 2),
+                pool_size=max(1, pool_size - burst),
+                max_overflow=burst,
                 pool_timeout=10,
             )
         # A failed statement's error (logged, and carried in tracebacks) must not show its
