@@ -39,6 +39,8 @@ WAIT_SECONDS = 30
 #: How long after a load its statements are read: the notifications and outbox removals
 #: that follow the last orders' settling belong to them.
 SETTLE_SECONDS = 0.3
+#: How long after an open loop's window its orders may still settle and count as kept up.
+KEPT_UP_GRACE = 1.0
 
 
 class ShopNotReady(Exception):
@@ -138,6 +140,8 @@ class Outcome:
     latency_s: float
     status: str
     polls: int
+    #: When the order was due, in seconds from the start of an open loop's window.
+    due_s: float = 0.0
 
     @property
     def settled(self) -> bool:
@@ -222,6 +226,15 @@ class LoadResult:
     def failed(self) -> int:
         """Orders that errored or got stuck."""
         return len(self.outcomes) - self.completed
+
+    def settled_in_time(self, window: float, grace: float = KEPT_UP_GRACE) -> int:
+        """Orders of an open loop that settled by the end of its ``window`` plus ``grace``:
+        fewer than were offered means the deployment fell behind the load."""
+        return sum(
+            1
+            for outcome in self.outcomes
+            if outcome.settled and outcome.due_s + outcome.latency_s <= window + grace
+        )
 
     @property
     def per_second(self) -> float:
@@ -351,7 +364,9 @@ async def open_loop(
 
     async def one(number: int, due: float) -> None:
         headers = shop.customers[number % len(shop.customers)]
-        outcomes.append(await place_and_wait(shop, headers, poll, started=due, wait=wait))
+        outcome = await place_and_wait(shop, headers, poll, started=due, wait=wait)
+        outcome.due_s = number / rate
+        outcomes.append(outcome)
         _check_working(outcomes)
 
     sql_before = await scrape(deployment.urls)

@@ -168,6 +168,8 @@ def _summary(m: dict[str, Any]) -> list[str]:
                     f"p50 {m[f'{key}_fixed_load_p50_ms']:.0f} ms, "
                     f"p99 {m[f'{key}_fixed_load_p99_ms']:.0f} ms"
                 )
+                if m.get(f"{key}_fixed_load_kept_up") == 0.0:
+                    line += " (fell behind the offered load: not a steady-load figure)"
             price = m.get(f"saga_price_{topology.replace('-', '_')}_{database}_cpu")
             if price is not None:
                 line += f" ({price:.2f}x the monolith's CPU)"

@@ -415,7 +415,7 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
                 run.topology,
                 run.database,
                 f"{opened.offered_per_s:g}",
-                fmt(opened.completed / plan.duration, 1),
+                fmt(opened.settled_in_time(plan.duration) / plan.duration, 1),
                 f"{opened.server_cores:.3f}",
                 _ms(opened.cpu_ms_per_order),
                 _ms(opened.statements_per_order),
@@ -434,8 +434,10 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
         "process of its own, outside the deployment, and is not counted; so is the load "
         "generator). CPU ms / order is that CPU time divided by the orders offered in the "
         "window. Latency counts from when each order was due.",
-        "settled / s is orders offered in the window that reached a terminal state, divided by "
-        "the window: below the offered rate means the deployment fell behind.",
+        "settled / s is orders offered in the window that reached a terminal state by its end "
+        "(plus a second), divided by the window: below the offered rate means the deployment "
+        "fell behind, and its CPU per order is not that of a steady load (the rest of its "
+        "orders settled later, outside the measured window).",
     ]
     by_key = {(run.topology, run.database): run for run in runs}
     for database in plan.databases:
@@ -533,6 +535,11 @@ def _metrics(runs: list[Run]) -> dict[str, float | None]:
         metrics[f"{key}_cores"] = round(closed.server_cores, 3) if closed else None
         metrics[f"{key}_cpu_ms_per_order"] = _round(closed.cpu_ms_per_order) if closed else None
         metrics[f"{key}_fixed_load_cores"] = round(opened.server_cores, 3) if opened else None
+        metrics[f"{key}_fixed_load_kept_up"] = (
+            float(opened.settled_in_time(opened.elapsed_s) >= 0.95 * len(opened.outcomes))
+            if opened
+            else None
+        )
         metrics[f"{key}_fixed_load_p50_ms"] = round(opened.latency_ms(0.5), 1) if opened else None
         metrics[f"{key}_fixed_load_p99_ms"] = round(opened.latency_ms(0.99), 1) if opened else None
         metrics[f"{key}_fixed_load_cpu_ms_per_order"] = (
