@@ -204,7 +204,8 @@ class Relay:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             except TimeoutError:
-                if timeout == self._poll_interval:
+                # A commit that woke the loop as the poll came due keeps its own read.
+                if timeout == self._poll_interval and not self._wake.is_set():
                     # The poll: records due later (retries) or written by another process.
                     self._read_needed = self._polled = True
 
