@@ -12,9 +12,9 @@ transaction (commit, rollback and savepoints are SQLAlchemy's), announced to
 SQLAlchemy's (``IntegrityError`` and the others). Elsewhere (PostgreSQL, the async engine) the
 same statement runs through SQLAlchemy as before.
 
-The messaging tables name their statements (``HotStatement(...)``). A module's repository
-needs nothing of this: ``hot_statement`` recognises a statement object it has been given
-before (the repositories build theirs once, at import) and compiles it on its second use; a
+Nothing calls this module but ``LoopConnection.execute``: ``hot_statement`` recognises a
+statement object it has been given before (the messaging tables' stores and the
+repositories build theirs once) and compiles it on its second use; a
 statement built per call, or one SQLAlchemy must do more for than bind values and convert
 types (Python-side column defaults, ``RETURNING`` over many rows, duplicate result names),
 keeps going through SQLAlchemy.
@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.exc import MultipleResultsFound, NoResultFound
 from sqlalchemy.sql import Executable
 
 #: Parameters of one execution: one mapping, or a list of them (one round trip, executemany).
@@ -58,7 +59,6 @@ class HotStatement:
         "_processors",
         "_texts",
         "is_dml",
-        "returns_rows",
         "row",
         "statement",
     )
@@ -100,9 +100,8 @@ class HotStatement:
         #: SQL text and parameter order, by the lengths of the expanding parameters' lists.
         self._texts: dict[tuple[int, ...], tuple[str, _Order]] = {}
         if not self._expanding:
-            self._texts[()] = (compiled.string, self._order(tuple(names)))
+            self._texts[()] = (compiled.string, self._order([(name, None) for name in names]))
         columns = compiled._result_columns or []
-        self.returns_rows = bool(columns)
         #: The rows' field names, as SQLAlchemy's rows name them.
         self._fields: tuple[str, ...] | None = None
         self._converters: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
@@ -121,12 +120,8 @@ class HotStatement:
         #: The class of the rows a SELECT returns (named fields, as SQLAlchemy's rows have).
         self.row: type[tuple[Any, ...]] | None = None
 
-    def _order(self, names: Sequence[tuple[str, int | None] | str]) -> _Order:
-        order = []
-        for entry in names:
-            name, index = (entry, None) if isinstance(entry, str) else entry
-            order.append((name, index, self._processors.get(name)))
-        return tuple(order)
+    def _order(self, names: Sequence[tuple[str, int | None]]) -> _Order:
+        return tuple((name, index, self._processors.get(name)) for name, index in names)
 
     def text(self, parameters: Mapping[str, Any]) -> tuple[str, _Order]:
         """The SQL to run with ``parameters``, and where each ``?`` takes its value."""
@@ -238,8 +233,6 @@ class HotResult:
 
 
 def _no_single_row(count: int) -> Exception:
-    from sqlalchemy.exc import MultipleResultsFound, NoResultFound
-
     if count == 0:
         return NoResultFound("No row was found when one was required")
     return MultipleResultsFound("Multiple rows were found when exactly one was required")
@@ -281,20 +274,3 @@ def hot_statement(statement: Any, parameters: Any) -> HotStatement | None:
             hot = None
         _KNOWN[key] = (statement, hot)
     return hot  # type: ignore[no-any-return]
-
-
-async def fetch(connection: Any, hot: HotStatement, parameters: Mapping[str, Any]) -> list[Any]:
-    """The rows ``hot`` selects: on the DBAPI cursor of a ``LoopConnection``, through
-    SQLAlchemy elsewhere."""
-    run_hot = getattr(connection, "run_hot", None)
-    if run_hot is not None:
-        return run_hot(hot, parameters)._rows  # type: ignore[no-any-return]
-    return list((await connection.execute(hot.statement, parameters)).all())
-
-
-async def write(connection: Any, hot: HotStatement, parameters: Parameters) -> int:
-    """Run a DML statement (once, or for each of a list of rows) and return its rowcount."""
-    run_hot = getattr(connection, "run_hot", None)
-    if run_hot is not None:
-        return int(run_hot(hot, parameters).rowcount)
-    return int((await connection.execute(hot.statement, parameters)).rowcount)

@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 
-from adapters.sqlalchemy.hot_sql import HotStatement, fetch, write
 from adapters.sqlalchemy.messaging_tables import message_fields
 from adapters.sqlalchemy.storage import SqlStorage, write_transaction
 from kernel.errors import PoisonMessage
@@ -77,7 +76,7 @@ class SqlOutboxStore:
         )
         # The only reader (SQLite) also learns which records have newer ones waiting behind
         # them: settling the others needs no new read.
-        self._due_followed = HotStatement(due.add_columns(followed.label("followed")))
+        self._due_followed = due.add_columns(followed.label("followed"))
         claimable = due.with_only_columns(outbox.c.id).with_for_update(skip_locked=True, of=outbox)
         self._claim = (
             update(outbox)
@@ -87,7 +86,7 @@ class SqlOutboxStore:
         )
         ids = outbox.c.id.in_(bindparam("ids", expanding=True))
         self._claim_ids = update(outbox).where(ids).values(next_attempt_at=bindparam("until"))
-        self._delete = HotStatement(delete(outbox).where(ids))
+        self._delete = delete(outbox).where(ids)
         self._retry = (
             update(outbox)
             .where(outbox.c.id == bindparam("record_id"))
@@ -122,7 +121,7 @@ class SqlOutboxStore:
             # poll: a read for a commit must not pay two stat calls.
             files = self._look_at_files() if polled else None
             async with self._database.connect() as connection:
-                rows = await fetch(connection, self._due_followed, parameters)
+                rows = (await connection.execute(self._due_followed, parameters)).all()
                 self._quiet = None
                 if not rows and files is not None:
                     wake_at = await connection.scalar(self._next_attempt, {"skip": list(skip)})
@@ -189,7 +188,7 @@ class SqlOutboxStore:
     async def remove_delivered(self, records: Sequence[OutboxRecord]) -> None:
         async with write_transaction(self._database) as connection:
             # Ids alone identify records: they are never reused (see messaging_tables).
-            await write(connection, self._delete, {"ids": [record.id for record in records]})
+            await connection.execute(self._delete, {"ids": [record.id for record in records]})
 
     async def retry_later(self, record: OutboxRecord, attempts: int, at: float, error: str) -> None:
         async with write_transaction(self._database) as connection:

@@ -13,7 +13,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.database import Database
-from adapters.sqlalchemy.hot_sql import HotStatement, fetch, write
 from adapters.sqlalchemy.loop_connection import LoopConnection
 from adapters.sqlalchemy.messaging_tables import MessagingTables, messaging_tables
 from kernel.clock import Clock
@@ -58,35 +57,18 @@ async def write_transaction(database: Database) -> AsyncIterator[SqlConnection]:
                 writer.release()
 
 
-#: The columns of an inbox row and of an outbox row, as ``commit`` and ``outbox_rows`` give them.
-INBOX_KEYS = ("handler", "message_id", "handled_at")
-OUTBOX_KEYS = (
-    "message_id",
-    "target",
-    "name",
-    "partition",
-    "envelope",
-    "body",
-    "attempts",
-    "next_attempt_at",
-    "created_at",
-)
-
-
 class _Statements:
     """The unit of work's own statements, built once (building one costs more than running
     it on SQLite)."""
 
     def __init__(self, tables: MessagingTables) -> None:
         inbox = tables.inbox
-        self.seen = HotStatement(
-            select(inbox.c.handler).where(
-                inbox.c.handler == bindparam("handler"),
-                inbox.c.message_id == bindparam("message_id"),
-            )
+        self.seen = select(inbox.c.handler).where(
+            inbox.c.handler == bindparam("handler"),
+            inbox.c.message_id == bindparam("message_id"),
         )
-        self.remember = HotStatement(insert(inbox), INBOX_KEYS)
-        self.record = HotStatement(insert(tables.outbox), OUTBOX_KEYS)
+        self.remember = insert(inbox)
+        self.record = insert(tables.outbox)
         timers = tables.timers
         self.claim_timer = (
             update(timers)
@@ -189,15 +171,6 @@ class GuardedConnection:
             await self._unit.writing()
         return await self._connection.scalar(statement, *args, **kwargs)
 
-    async def fetch(self, hot: HotStatement, parameters: dict[str, Any]) -> list[Any]:
-        if hot.is_dml:
-            await self._unit.writing()
-        return await fetch(self._connection, hot, parameters)
-
-    async def write(self, hot: HotStatement, parameters: Any) -> int:
-        await self._unit.writing()
-        return await write(self._connection, hot, parameters)
-
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)
 
@@ -249,11 +222,11 @@ class SqlUnitOfWork(UnitOfWork):
 
     async def handled(self, handler: str) -> bool:
         connection = await self.connection()
-        found = await connection.fetch(
+        found = await connection.execute(
             self._storage.statements.seen,
             {"handler": handler, "message_id": self.envelope.message_id},
         )
-        return bool(found)
+        return found.first() is not None
 
     def mark_handled(self, handler: str) -> None:
         self._handled = handler
@@ -267,7 +240,7 @@ class SqlUnitOfWork(UnitOfWork):
             connection = await self.connection()
             if self._handled is not None:
                 try:
-                    await connection.write(
+                    await connection.execute(
                         storage.statements.remember,
                         {
                             "handler": self._handled,
@@ -281,7 +254,7 @@ class SqlUnitOfWork(UnitOfWork):
             if self.emitted:
                 rows = storage.outbox_rows(self)
                 if rows:
-                    await connection.write(storage.statements.record, rows)
+                    await connection.execute(storage.statements.record, rows)
             await connection.commit()
         except DBAPIError as error:
             if is_transient(error):

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from adapters.sqlalchemy.database import Database
-from adapters.sqlalchemy.hot_sql import write
 from adapters.sqlalchemy.messaging_tables import messaging_tables
 from adapters.sqlalchemy.outbox import SqlOutboxStore
 from adapters.sqlalchemy.statement_counts import StatementCounts, count_statements
@@ -87,7 +86,7 @@ async def test_the_relay_reads_what_is_due_behind_the_records_in_flight(
     statements = storage_of(database).statements
     async with write_transaction(database) as connection:
         rows = [row("a", "p1"), row("b", "p1"), row("c", "p2"), row("d", "p3")]
-        assert await write(connection, statements.record, rows) == 4
+        assert (await connection.execute(statements.record, rows)).rowcount == 4
     first = await store.due(now=1.0, limit=10)
     # The oldest record of each partition, and whether another waits behind it.
     assert [(r.id, r.partition, r.followed) for r in first] == [
@@ -104,7 +103,7 @@ async def test_the_relay_reads_what_is_due_behind_the_records_in_flight(
     # A failed transaction takes its outbox records with it.
     with pytest.raises(RuntimeError):
         async with write_transaction(database) as connection:
-            await write(connection, statements.record, [row("e", "p4")])
+            await connection.execute(statements.record, [row("e", "p4")])
             raise RuntimeError("the work failed after its write")
     assert await store.pending() == 2
 
@@ -126,7 +125,7 @@ async def test_statements_and_transactions_are_counted_as_through_sqlalchemy(
             await handle(storage, "m-1")
             await handle(storage, "m-1")
             async with write_transaction(database) as connection:
-                await write(connection, storage.statements.record, [row("a", "p"), row("b", "p")])
+                await connection.execute(storage.statements.record, [row("a", "p"), row("b", "p")])
             records = await store.due(now=1.0, limit=10)
             await store.remove_delivered(records)
         finally:

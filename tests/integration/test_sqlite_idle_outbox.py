@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from adapters.sqlalchemy.database import Database
-from adapters.sqlalchemy.hot_sql import write
 from adapters.sqlalchemy.messaging_tables import messaging_tables
 from adapters.sqlalchemy.outbox import SqlOutboxStore
 from adapters.sqlalchemy.statement_counts import StatementCounts, count_statements
@@ -34,7 +33,7 @@ async def _counted(path: Path) -> tuple[Database, StatementCounts]:
 
 async def _write(database: Database, *rows: dict[str, object]) -> None:
     async with write_transaction(database) as connection:
-        await write(connection, storage_of(database).statements.record, list(rows))
+        await connection.execute(storage_of(database).statements.record, list(rows))
 
 
 async def test_an_idle_poll_reads_nothing_until_another_process_writes(tmp_path: Path) -> None:
