@@ -124,7 +124,8 @@ async def postgres_available() -> str | None:
     return None
 
 
-async def _drop_schema(schema: str) -> None:
+async def drop_schema(schema: str) -> None:
+    """Drop a schema the benchmarks made, with everything in it."""
     import asyncpg
 
     url = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
@@ -362,7 +363,7 @@ async def start(topology: TopologyName, database: DatabaseKind) -> AsyncIterator
                         _keep(child.log, prefix=topology)
         finally:
             if schema is not None:
-                await _drop_schema(schema)
+                await drop_schema(schema)
 
 
 def _keep(log: Path, prefix: str = "") -> None:

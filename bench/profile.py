@@ -8,7 +8,9 @@
   HTTP load generator's clients wait (``CLEAVE_PROFILE_POLL=1``: polled as its polling clients
   poll): where the time of an order goes, without HTTP in the way. With
   ``CLEAVE_BENCH_COUNT_SQL=1`` it also prints the SQL statements and transactions per order;
-  ``CLEAVE_PROFILE_OFF=1`` measures CPU per order with the profiler off.
+  ``CLEAVE_PROFILE_OFF=1`` measures CPU per order with the profiler off;
+  ``CLEAVE_PROFILE_DATABASE=postgresql`` runs it on the bench's PostgreSQL
+  (``CLEAVE_BENCH_POSTGRES_URL``), in a schema of its own dropped afterwards.
 
 Prints the profile and writes an HTML version to ``bench/out/profile-<target>.html``.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import sys
 import tempfile
 import time
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from pyinstrument import Profiler
 
+from bench.deployment import POSTGRES_URL, drop_schema
 from bench.load import next_poll
 from bench.statements import statement_report
 from bench.timing import percentile
@@ -49,7 +53,12 @@ async def profile_bus(count: int) -> Profiler:
 
 
 async def profile_saga(
-    count: int, concurrency: int = 1, *, poll: bool = False, profiled: bool = True
+    count: int,
+    concurrency: int = 1,
+    *,
+    poll: bool = False,
+    profiled: bool = True,
+    postgresql: bool = False,
 ) -> Profiler:
     from adapters.payments.http_provider import HttpPaymentProvider
     from adapters.payments.sandbox import SandboxPaymentProvider
@@ -66,7 +75,12 @@ async def profile_saga(
     # Its customers order far faster than a person.
     settings = Settings(password_hash_cost="low", max_open_orders=10**6, orders_per_minute=10**6)
     with tempfile.TemporaryDirectory(prefix="cleave-profile-") as directory:
-        database = Database(f"sqlite+aiosqlite:///{directory}/shop.db")
+        schema = None
+        if postgresql:
+            schema = f"profile{secrets.token_hex(4)}"
+            database = Database(POSTGRES_URL, schema=schema)
+        else:
+            database = Database(f"sqlite+aiosqlite:///{directory}/shop.db")
         await create_tables(database)
         sandbox = SandboxPaymentProvider()
         sandbox.start()
@@ -139,6 +153,8 @@ async def profile_saga(
             await provider.close()
             sandbox.stop()
             await database.dispose()
+            if schema is not None:
+                await drop_schema(schema)
     return profiler
 
 
@@ -155,6 +171,7 @@ def main(argv: list[str]) -> int:
                 customers,
                 poll=os.environ.get("CLEAVE_PROFILE_POLL", "") not in ("", "0"),
                 profiled=os.environ.get("CLEAVE_PROFILE_OFF", "") in ("", "0"),
+                postgresql=os.environ.get("CLEAVE_PROFILE_DATABASE", "") == "postgresql",
             )
         )
     else:

@@ -15,6 +15,7 @@ from sqlalchemy.pool import QueuePool
 
 from adapters.sqlalchemy.inline_sqlite import BUSY_TIMEOUT_SECONDS, connector, open_file
 from adapters.sqlalchemy.loop_connection import KeptConnections, LoopConnection
+from adapters.sqlalchemy.pg_connection import PgConnection
 from adapters.sqlalchemy.statement_counts import count_statements, counting_enabled
 from kernel.errors import ConcurrencyConflict
 
@@ -85,6 +86,11 @@ class Database:
         # A failed statement's error (logged, and carried in tracebacks) must not show its
         # parameters: they hold password hashes, emails and payment details.
         self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
+        #: The same pool, each statement committed on its own: on PostgreSQL one statement
+        #: needs no BEGIN and COMMIT, two round trips of its three (``one_statement``).
+        self.autocommit_engine: AsyncEngine = self.engine.execution_options(
+            isolation_level="AUTOCOMMIT"
+        )
         #: The same file through SQLAlchemy's sync API, for the storage of the order flow
         #: (``connect``): no greenlet switch per call (see ``loop_connection``).
         self.loop_engine: Engine | None = None
@@ -117,12 +123,18 @@ class Database:
                 event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms))
             self.writer = WriterGate()
 
-    def connect(self) -> AsyncConnection | LoopConnection:
+    def connect(
+        self, *, autocommit: bool = False
+    ) -> AsyncConnection | LoopConnection | PgConnection:
         """A connection for the storage's hot path: await it or enter it, as
         ``engine.connect()``. On an inline SQLite file a ``LoopConnection`` (checked out
-        now, so enter or close it), elsewhere the async engine's ``AsyncConnection``."""
+        now, so enter or close it), on PostgreSQL a ``PgConnection`` (``autocommit``: each
+        statement committed on its own), elsewhere the async engine's ``AsyncConnection``."""
         if self._kept is not None:
             return LoopConnection(self._kept)
+        if not self.is_sqlite:
+            engine = self.autocommit_engine if autocommit else self.engine
+            return PgConnection(engine.connect())
         return self.engine.connect()
 
     @property

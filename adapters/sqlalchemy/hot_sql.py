@@ -1,18 +1,18 @@
-"""Statements of the hot path compiled once for SQLite and run on the DBAPI cursor of a
-``LoopConnection``.
+"""Statements of the hot path compiled once and run on the driver's connection, inside
+SQLAlchemy's transaction.
 
 Every settled order runs the inbox check and record, the outbox records, the relay's ``due``
 read and removal, and the modules' own reads and writes many times. Through
 ``Connection.execute`` each costs about 20 µs of SQLAlchemy's Python around a SQLite call of a
-few µs (cache key, compiled-cache lookup, execution context, result wrapping; ADR 17). A
-``HotStatement`` keeps its SQL text, the order of its parameters and its types' conversions,
-and ``LoopConnection`` hands them straight to ``sqlite3``, still inside SQLAlchemy's
-transaction (commit, rollback and savepoints are SQLAlchemy's), announced to
-``before_cursor_execute`` listeners (the statement counter) and with errors wrapped as
-SQLAlchemy's (``IntegrityError`` and the others). Elsewhere (PostgreSQL, the async engine) the
-same statement runs through SQLAlchemy as before.
+few µs (cache key, compiled-cache lookup, execution context, result wrapping; ADR 17), and on
+PostgreSQL the async engine adds a greenlet switch and its cursor adapter to that. A
+``HotStatement`` keeps its SQL text, the order of its parameters and its types' conversions;
+``LoopConnection`` hands them straight to ``sqlite3`` and ``PgConnection`` to ``asyncpg``,
+still inside SQLAlchemy's transaction (begin, commit, rollback and savepoints are
+SQLAlchemy's), announced to ``before_cursor_execute`` listeners (the statement counter) and
+with errors wrapped as SQLAlchemy's (``IntegrityError`` and the others).
 
-Nothing calls this module but ``LoopConnection.execute``: ``hot_statement`` recognises a
+Nothing calls this module but those two connections: ``hot_statement`` recognises a
 statement object it has been given before (the messaging tables' stores and the
 repositories build theirs once) and compiles it on its second use; a
 statement built per call, or one SQLAlchemy must do more for than bind values and convert
@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import MultipleResultsFound, NoResultFound
 from sqlalchemy.sql import Executable
 
@@ -37,7 +38,8 @@ Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 #: for an expanding one (``IN``), ``None`` otherwise, and its type's conversion, if any.
 _Order = tuple[tuple[str, int | None, Callable[[Any], Any] | None], ...]
 
-_DIALECT = SQLiteDialect_pysqlite()
+#: The dialect of ``LoopConnection``'s statements (``PgConnection`` gives its engine's).
+SQLITE = SQLiteDialect_pysqlite()
 #: At most this many renderings of one statement's ``IN`` lists are kept (the relay's lists
 #: are at most its concurrency long, so this bounds nothing in practice, only memory).
 _KEPT_TEXTS = 256
@@ -48,12 +50,14 @@ class NotHot(Exception):
 
 
 class HotStatement:
-    """One statement of the hot path: SQLAlchemy's, and its SQLite text once compiled."""
+    """One statement of the hot path: SQLAlchemy's, and its text in one dialect once compiled."""
 
     __slots__ = (
+        "_columns",
         "_compiled",
         "_constants",
         "_converters",
+        "_dialect",
         "_expanding",
         "_fields",
         "_processors",
@@ -63,13 +67,16 @@ class HotStatement:
         "statement",
     )
 
-    def __init__(self, statement: Executable, keys: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, statement: Executable, keys: Sequence[str] | None = None, dialect: Dialect = SQLITE
+    ) -> None:
         """``keys``: the columns an ``INSERT`` without ``values()`` is given, in the order its
         rows carry them. ``NotHot`` if SQLAlchemy must run it (see the module's doc)."""
         self.statement = statement
+        self._dialect = dialect
         self.is_dml: bool = bool(getattr(statement, "is_dml", False))
         compiled = statement.compile(  # type: ignore[attr-defined]
-            dialect=_DIALECT, column_keys=list(keys) if keys is not None else None
+            dialect=dialect, column_keys=list(keys) if keys is not None else None
         )
         self._compiled = compiled
         names = compiled.positiontup or ()
@@ -102,9 +109,9 @@ class HotStatement:
         if not self._expanding:
             self._texts[()] = (compiled.string, self._order([(name, None) for name in names]))
         columns = compiled._result_columns or []
+        self._columns = columns
         #: The rows' field names, as SQLAlchemy's rows name them.
         self._fields: tuple[str, ...] | None = None
-        self._converters: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
         if columns:
             fields = tuple(str(column[0]) for column in columns)
             if len(set(fields)) != len(fields) or not all(
@@ -112,11 +119,9 @@ class HotStatement:
             ):
                 raise NotHot("result columns without distinct names")
             self._fields = fields
-            self._converters = tuple(
-                (index, processor)
-                for index, column in enumerate(columns)
-                if (processor := column[3]._cached_result_processor(_DIALECT, None)) is not None
-            )
+        #: Each result column's conversion, known once the driver has described the columns
+        #: (PostgreSQL's converters depend on the column's type as the server sends it).
+        self._converters: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
         #: The class of the rows a SELECT returns (named fields, as SQLAlchemy's rows have).
         self.row: type[tuple[Any, ...]] | None = None
 
@@ -163,13 +168,27 @@ class HotStatement:
         sql, order = self.text(parameters[0])
         return sql, [positional(order, row) for row in parameters], True
 
+    def _describe(self, description: Sequence[Any]) -> type[tuple[Any, ...]]:
+        # ``description``: the DBAPI's (name, type code...) per column, or asyncpg's
+        # attributes (name, type with its oid).
+        fields = self._fields or tuple(column[0] for column in description)
+        converters = []
+        for index, column in enumerate(self._columns):
+            code = description[index][1] if index < len(description) else None
+            code = getattr(code, "oid", code)
+            processor = column[3]._cached_result_processor(self._dialect, code)
+            if processor is not None:
+                converters.append((index, processor))
+        self._converters = tuple(converters)
+        row = self.row = namedtuple("Row", fields)
+        return row
+
     def rows_of(self, description: Sequence[Any], values: Sequence[Any]) -> list[Any]:
-        """The DBAPI's tuples as rows with named fields, their values converted as
+        """The driver's rows as rows with named fields, their values converted as
         SQLAlchemy's types convert them."""
         row = self.row
         if row is None:
-            fields = self._fields or tuple(column[0] for column in description)
-            row = self.row = namedtuple("Row", fields)
+            row = self._describe(description)
         make = row._make  # type: ignore[attr-defined]
         converters = self._converters
         if not converters:
@@ -242,14 +261,16 @@ def _no_single_row(count: int) -> Exception:
 #: statement since collected is not mistaken for it): ``_ONCE`` after the first use, then
 #: the compiled ``HotStatement``, or ``None`` if SQLAlchemy must run it.
 _ONCE: Any = object()
-_KNOWN: dict[tuple[int, tuple[str, ...] | None], tuple[Any, Any]] = {}
+_KNOWN: dict[tuple[int, tuple[str, ...] | None, str], tuple[Any, Any]] = {}
 #: Statements built per call would fill it: past this many it starts again.
 _KNOWN_AT_MOST = 2048
 
 
-def hot_statement(statement: Any, parameters: Any) -> HotStatement | None:
-    """The compiled form of ``statement`` if it was used before and can run on the cursor;
-    ``None``: let SQLAlchemy run it."""
+def hot_statement(
+    statement: Any, parameters: Any, dialect: Dialect = SQLITE
+) -> HotStatement | None:
+    """The compiled form of ``statement`` in ``dialect`` if it was used before and can run on
+    the driver's connection; ``None``: let SQLAlchemy run it."""
     keys: tuple[str, ...] | None = None
     if getattr(statement, "is_insert", False) and not (
         statement._values or statement._multi_values
@@ -259,7 +280,7 @@ def hot_statement(statement: Any, parameters: Any) -> HotStatement | None:
         if not isinstance(first, Mapping):
             return None
         keys = tuple(first)
-    key = (id(statement), keys)
+    key = (id(statement), keys, dialect.name)
     known = _KNOWN.get(key)
     if known is None or known[0] is not statement:
         if len(_KNOWN) >= _KNOWN_AT_MOST:
@@ -269,7 +290,7 @@ def hot_statement(statement: Any, parameters: Any) -> HotStatement | None:
     hot = known[1]
     if hot is _ONCE:
         try:
-            hot = HotStatement(statement, keys)
+            hot = HotStatement(statement, keys, dialect)
         except NotHot:
             hot = None
         _KNOWN[key] = (statement, hot)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 
 from adapters.sqlalchemy.messaging_tables import message_fields
-from adapters.sqlalchemy.storage import SqlStorage, write_transaction
+from adapters.sqlalchemy.storage import SqlStorage, one_statement, write_transaction
 from kernel.errors import PoisonMessage
 from kernel.outbox import OutboxRecord
 
@@ -44,7 +44,6 @@ class SqlOutboxStore:
 
     def __init__(self, storage: SqlStorage, lease_seconds: float = 30.0) -> None:
         self._database = storage.database
-        self._engine = storage.database.engine
         self._tables = storage.tables
         self._codec = storage.codec
         self._clock = storage.clock
@@ -130,7 +129,8 @@ class SqlOutboxStore:
                     )
         else:
             parameters["until"] = now + self.lease_seconds
-            async with self._engine.begin() as connection:
+            # One statement claims (FOR UPDATE SKIP LOCKED and the lease together).
+            async with one_statement(self._database) as connection:
                 rows = sorted((await connection.execute(self._claim, parameters)).all(), key=_id)
         return [self._record(row) for row in rows]
 
@@ -163,7 +163,7 @@ class SqlOutboxStore:
     async def _claim_until(self, records: Sequence[OutboxRecord], until: float) -> None:
         if self._database.is_sqlite or not records:
             return
-        async with write_transaction(self._database) as connection:
+        async with one_statement(self._database) as connection:
             await connection.execute(
                 self._claim_ids, {"ids": [record.id for record in records], "until": until}
             )
@@ -186,12 +186,12 @@ class SqlOutboxStore:
         return record
 
     async def remove_delivered(self, records: Sequence[OutboxRecord]) -> None:
-        async with write_transaction(self._database) as connection:
+        async with one_statement(self._database) as connection:
             # Ids alone identify records: they are never reused (see messaging_tables).
             await connection.execute(self._delete, {"ids": [record.id for record in records]})
 
     async def retry_later(self, record: OutboxRecord, attempts: int, at: float, error: str) -> None:
-        async with write_transaction(self._database) as connection:
+        async with one_statement(self._database) as connection:
             await connection.execute(
                 self._retry,
                 {"record_id": record.id, "attempts": attempts, "at": at, "error": error[:2000]},

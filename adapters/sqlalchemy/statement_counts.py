@@ -35,7 +35,8 @@ class StatementCounts:
         #: Statements by (module, kind, table role); kind is select, insert, update, delete
         #: or other. An ``executemany`` is one statement: one round trip.
         self.statements: Counter[tuple[str, str, str]] = Counter()
-        #: Transactions that ran at least one statement, by module (of the first statement).
+        #: Transactions that ran at least one statement, by module (of the first statement);
+        #: a statement in autocommit mode is none.
         self.transactions: Counter[str] = Counter()
 
     def clear(self) -> None:
@@ -82,7 +83,10 @@ def count_statements(engine: Engine, counts: StatementCounts = COUNTS) -> None:
 
     def _ended(connection: Connection, *args: Any) -> None:
         module = connection.info.pop(_MODULE, None)
-        if module is not None:
+        # A statement committed on its own (``one_statement``) was no transaction: no
+        # BEGIN or COMMIT went to the server.
+        autocommit = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        if module is not None and not autocommit:
             counts.transactions[module] += 1
 
     event.listen(engine, "commit", _ended)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.loop_connection import LoopConnection
 from adapters.sqlalchemy.messaging_tables import MessagingTables, messaging_tables
+from adapters.sqlalchemy.pg_connection import PgConnection
 from kernel.clock import Clock
 from kernel.codec import Codec
 from kernel.errors import ConcurrencyConflict, DuplicateDelivery, Unavailable
@@ -24,8 +25,9 @@ from kernel.routing import fan_out
 from kernel.unit_of_work import UnitOfWork
 
 #: What the storage talks to: a ``LoopConnection`` on an inline SQLite file (no greenlet
-#: switch per call), SQLAlchemy's ``AsyncConnection`` elsewhere.
-SqlConnection = AsyncConnection | LoopConnection
+#: switch per call), a ``PgConnection`` on PostgreSQL (hot statements on asyncpg),
+#: SQLAlchemy's ``AsyncConnection`` elsewhere.
+SqlConnection = AsyncConnection | LoopConnection | PgConnection
 
 #: SQLSTATEs of PostgreSQL that mean "you lost a race; try again".
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
@@ -55,6 +57,22 @@ async def write_transaction(database: Database) -> AsyncIterator[SqlConnection]:
         finally:
             if writer is not None:
                 writer.release()
+
+
+@asynccontextmanager
+async def one_statement(database: Database) -> AsyncIterator[SqlConnection]:
+    """A connection for work that is one writing statement, atomic on its own.
+
+    On PostgreSQL it runs without a transaction around it: BEGIN and COMMIT are two round
+    trips of three, and the relay's claims and removals are each one statement (issue 12).
+    On SQLite, where the writer gate orders writers, it is a ``write_transaction``.
+    """
+    if database.is_sqlite:
+        async with write_transaction(database) as connection:
+            yield connection
+    else:
+        async with database.connect(autocommit=True) as connection:
+            yield connection
 
 
 class _Statements:

@@ -168,6 +168,6 @@ async def _all(store: SqlOutboxStore) -> list[Any]:
     from adapters.sqlalchemy.outbox import _id
 
     outbox = store._tables.outbox
-    async with store._engine.connect() as connection:
+    async with store._database.engine.connect() as connection:
         rows = (await connection.execute(outbox.select())).all()
     return [store._record(row) for row in sorted(rows, key=_id)]

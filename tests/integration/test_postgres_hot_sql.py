@@ -1,0 +1,151 @@
+"""On PostgreSQL the storage's statements, from their second use, run on asyncpg directly
+(``PgConnection``), and mean exactly what they mean through SQLAlchemy: the same rows under
+the same names, the same conversions, row counts and errors, inside the same transactions.
+The relay's one-statement writes commit on their own (no BEGIN and COMMIT round trips), and a
+connection lost under a statement is given up, not handed to the next unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from adapters.sqlalchemy.database import Database
+from adapters.sqlalchemy.hot_sql import HotResult
+from adapters.sqlalchemy.messaging_tables import messaging_tables
+from adapters.sqlalchemy.outbox import SqlOutboxStore
+from adapters.sqlalchemy.pg_connection import PgConnection
+from adapters.sqlalchemy.storage import one_statement, write_transaction
+from kernel.errors import DuplicateDelivery
+from tests.integration.test_sqlite_hot_sql import handle, row
+from tests.integration.test_sqlite_loop_connection import storage_of
+from tests.integration.test_sqlite_module_statements import ADD, ONE, PENDING, SAVE, metadata
+from tests.support.harness import drop_database, open_database
+from tests.support.services import require_postgres
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[Database]:
+    database = await open_database(require_postgres())
+    await database.create_all([metadata, messaging_tables("ordering").inbox.metadata])
+    try:
+        yield database
+    finally:
+        await drop_database(database)
+
+
+@pytest.fixture(params=["asyncpg", "sqlalchemy"])
+def connect(request: pytest.FixtureRequest, database: Database) -> Any:
+    """Open a connection: the storage's (hot statements on asyncpg), or SQLAlchemy's own."""
+    if request.param == "asyncpg":
+        return database.connect
+    return database.engine.connect
+
+
+async def test_module_statements_mean_the_same_on_asyncpg(database: Database, connect: Any) -> None:
+    results = []
+    for round_ in range(3):  # the first use goes through SQLAlchemy, the next ones need not
+        async with connect() as connection, connection.begin():
+            await connection.execute(
+                ADD,
+                {"order_id": f"o-{round_}", "deadline": 10, "void_pending": True, "version": 1},
+            )
+            updated = await connection.execute(
+                SAVE, {"match": f"o-{round_}", "void_pending": False, "version": 2}
+            )
+            missed = await connection.execute(
+                SAVE, {"match": "nobody", "void_pending": False, "version": 2}
+            )
+            assert (updated.rowcount, missed.rowcount) == (1, 0)
+            found = await connection.execute(ONE, {"order_id": f"o-{round_}"})
+            results.append(found)
+            (saga,) = found.all()
+            assert (await connection.execute(ONE, {"order_id": "nobody"})).first() is None
+            assert await connection.scalar(PENDING, {"flag": False}) == round_ + 1
+        assert saga.void_pending is False and saga.deadline == 10.0
+        assert isinstance(saga.deadline, float) and saga.version == 2
+        assert saga._fields == ("order_id", "deadline", "void_pending", "version")
+        assert saga[0] == f"o-{round_}"
+    on_asyncpg = [isinstance(result, HotResult) for result in results]
+    assert on_asyncpg == ([False, True, True] if connect == database.connect else [False] * 3)
+
+
+async def test_a_broken_rule_raises_sqlalchemys_error_and_undoes_the_transaction(
+    database: Database, connect: Any
+) -> None:
+    for _ in range(3):
+        with pytest.raises(IntegrityError) as raised:
+            async with connect() as connection, connection.begin():
+                saga = {"order_id": "o-1", "deadline": 1.0, "void_pending": False, "version": 0}
+                await connection.execute(ADD, saga)
+                await connection.execute(ADD, saga)
+        # What ``is_transient`` and the repositories read; the values stay out of the text.
+        assert raised.value.orig.sqlstate == "23505"  # type: ignore[union-attr]
+        assert "o-1" not in str(raised.value)
+    async with connect() as connection:
+        assert (await connection.execute(ONE, {"order_id": "o-1"})).all() == []
+
+
+async def test_a_message_is_handled_once_and_a_lost_race_leaves_nothing(
+    database: Database,
+) -> None:
+    storage = storage_of(database)
+    for number in range(3):
+        assert await handle(storage, f"m-{number}")
+        assert not await handle(storage, f"m-{number}")
+        # A concurrent delivery that checked before the first committed: the inbox's key
+        # refuses it, on asyncpg as through SQLAlchemy.
+        with pytest.raises(DuplicateDelivery):
+            await handle(storage, f"m-{number}", check=False)
+
+
+async def test_claims_and_removals_commit_on_their_own(database: Database) -> None:
+    storage = storage_of(database)
+    store = SqlOutboxStore(storage)
+    async with write_transaction(database) as connection:
+        await connection.execute(
+            storage.statements.record, [row(f"r{n}", f"p{n}") for n in range(6)]
+        )
+    seen: list[list[int]] = []
+    for limit in (1, 2, 3):  # IN lists of several lengths, from the second use on asyncpg
+        claimed = await store.due(now=1.0, limit=limit)
+        seen.append([record.id for record in claimed])
+    assert seen == [[1], [2, 3], [4, 5, 6]]
+    # Claimed is claimed: nothing is due until the leases run out.
+    assert await store.due(now=2.0, limit=10) == []
+    assert [r.id for r in await store.due(now=1.0 + store.lease_seconds, limit=2)] == [1, 2]
+    outbox = messaging_tables("ordering").outbox
+    async with one_statement(database) as connection:
+        await connection.execute(outbox.delete().where(outbox.c.id == 1))
+        # Committed as it ran: another connection sees it before this one is given back.
+        async with database.engine.connect() as other:
+            assert await other.scalar(select(outbox.c.id).where(outbox.c.id == 1)) is None
+    for _ in range(2):
+        await store.remove_delivered(claimed)
+    assert await store.pending() == 2
+
+
+async def test_a_lost_connection_is_given_up(database: Database) -> None:
+    async with database.connect() as connection:
+        assert isinstance(connection, PgConnection)
+        for _ in range(2):  # on asyncpg from the second use
+            await connection.execute(ONE, {"order_id": "o-1"})
+        pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+        url = database.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        killer = await asyncpg.connect(url)
+        try:
+            await killer.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await killer.close()
+        with pytest.raises(DBAPIError) as raised:
+            await connection.execute(ONE, {"order_id": "o-1"})
+        assert raised.value.connection_invalidated
+    # The next unit of work gets a working connection, not the dead one.
+    async with database.connect() as connection:
+        assert (await connection.execute(ONE, {"order_id": "o-1"})).all() == []
