@@ -66,11 +66,15 @@ class Relay:
         self._read_needed = True
         #: Whether that read is only the poll (nothing in this process asked for it).
         self._polled = False
-        #: Records taken that newer records of their (target, partition) wait behind.
+        #: When the outbox was last read: a poll is due ``poll_interval`` after it, however
+        #: often the loop turns for other work (removals), so that records due later
+        #: (retries) and records another instance wrote are never left waiting.
+        self._read_at = time.monotonic()
+        #: Records taken that newer records of their (target, partition) wait behind: as the
+        #: store said when it gave them, or committed here since. A newer record another
+        #: instance commits behind one in flight here is found by the next poll (a read
+        #: after every delivery, for that case alone, cost a query per record; issue 12).
         self._followed: set[int] = set()
-        #: The only reader of its outbox (a store without claims): only its own records can
-        #: keep a newer one waiting, and it knows which.
-        self._only_reader = store.renew_interval is None
 
     def notify(self, keys: Collection[tuple[str, str | None]] | None = None) -> None:
         """Something was committed to the outbox: look now rather than at the next poll.
@@ -170,9 +174,13 @@ class Relay:
             if self._settle_due():
                 await self._settle_delivered()
             await self._renew_claims()
+            if not self._read_needed and time.monotonic() - self._read_at >= self._poll_interval:
+                # The poll: records due later (retries) or written by another process.
+                self._read_needed = self._polled = True
             free = self._concurrency - len(self._in_flight)
-            if free > 0 and (self._read_needed or not self._only_reader):
+            if free > 0 and self._read_needed:
                 polled, self._read_needed, self._polled = self._polled, False, False
+                self._read_at = time.monotonic()
                 # Busy: in flight, or delivered and waiting for the next batch removal.
                 busy = set(self._in_flight)
                 busy.update(record.id for record in self._delivered)
@@ -196,7 +204,11 @@ class Relay:
                     self._in_flight[record.id] = asyncio.create_task(self._attempt(record))
             if self._settle_due():
                 continue
-            timeout = self._poll_interval
+            if self._read_needed:
+                # No room for what is due (all in flight): a settled delivery makes room.
+                timeout = self._poll_interval
+            else:
+                timeout = max(0.0, self._read_at + self._poll_interval - time.monotonic())
             if self._delivered:
                 linger = self._delivered_since + self._settle_linger - time.monotonic()
                 timeout = min(timeout, max(0.0, linger))
@@ -204,10 +216,7 @@ class Relay:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             except TimeoutError:
-                # A commit that woke the loop as the poll came due keeps its own read.
-                if timeout == self._poll_interval and not self._wake.is_set():
-                    # The poll: records due later (retries) or written by another process.
-                    self._read_needed = self._polled = True
+                pass  # the poll or the batch's removal is due: the loop's top sees which
 
     async def _attempt(self, record: OutboxRecord) -> None:
         try:
@@ -219,7 +228,7 @@ class Relay:
             del self._in_flight[record.id]
             del self._in_flight_records[record.id]
             self._settled_during_read.add(record.id)
-            if record.id in self._followed or not self._only_reader:
+            if record.id in self._followed:
                 # Newer records wait behind this one: remove it, then read again.
                 self._followed.discard(record.id)
                 self._unblock = True

@@ -73,15 +73,16 @@ class SqlOutboxStore:
             newer.c.partition == outbox.c.partition,
             newer.c.id > outbox.c.id,
         )
-        # The only reader (SQLite) also learns which records have newer ones waiting behind
-        # them: settling the others needs no new read.
+        # Each read also tells which records have newer ones waiting behind them: settling
+        # the others needs no new read. (On PostgreSQL a newer record written by another
+        # instance after the claim is found by the next poll.)
         self._due_followed = due.add_columns(followed.label("followed"))
         claimable = due.with_only_columns(outbox.c.id).with_for_update(skip_locked=True, of=outbox)
         self._claim = (
             update(outbox)
             .where(outbox.c.id.in_(claimable.scalar_subquery()))
             .values(next_attempt_at=bindparam("until"))
-            .returning(*outbox.c)
+            .returning(*outbox.c, followed.label("followed"))
         )
         ids = outbox.c.id.in_(bindparam("ids", expanding=True))
         self._claim_ids = update(outbox).where(ids).values(next_attempt_at=bindparam("until"))

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -86,6 +87,8 @@ class _Statements:
             inbox.c.message_id == bindparam("message_id"),
         )
         self.remember = insert(inbox)
+        #: PostgreSQL: check and record in one statement (see ``SqlUnitOfWork.handled``).
+        self.check_in = pg_insert(inbox).on_conflict_do_nothing()
         self.record = insert(tables.outbox)
         timers = tables.timers
         self.claim_timer = (
@@ -196,7 +199,15 @@ class GuardedConnection:
 class SqlUnitOfWork(UnitOfWork):
     """A transaction on the module's database, opened on first use."""
 
-    __slots__ = ("_alone", "_connection", "_gate", "_guarded", "_handled", "_storage")
+    __slots__ = (
+        "_alone",
+        "_connection",
+        "_gate",
+        "_guarded",
+        "_handled",
+        "_recorded",
+        "_storage",
+    )
 
     def __init__(self, envelope: Envelope, storage: SqlStorage, alone: bool = False) -> None:
         super().__init__(envelope)
@@ -204,6 +215,8 @@ class SqlUnitOfWork(UnitOfWork):
         self._connection: SqlConnection | None = None
         self._guarded: GuardedConnection | None = None
         self._handled: str | None = None
+        #: The handler whose inbox row this transaction already wrote (PostgreSQL).
+        self._recorded: str | None = None
         self._gate = False
         #: A rerun after a lost race: it takes the writer gate with its connection, reads
         #: included, so that no other writer of this process can make it lose again.
@@ -240,11 +253,21 @@ class SqlUnitOfWork(UnitOfWork):
 
     async def handled(self, handler: str) -> bool:
         connection = await self.connection()
-        found = await connection.execute(
-            self._storage.statements.seen,
-            {"handler": handler, "message_id": self.envelope.message_id},
-        )
-        return found.first() is not None
+        storage = self._storage
+        key = {"handler": handler, "message_id": self.envelope.message_id}
+        if storage.database.is_sqlite:
+            found = await connection.execute(storage.statements.seen, key)
+            return found.first() is not None
+        # PostgreSQL records the message as it checks: one statement instead of two per
+        # handled message (issue 12). The row is this transaction's until it commits (a
+        # rollback takes it away); a concurrent delivery of the same message waits for
+        # that, then finds the row, or writes its own if this one rolled back.
+        key["handled_at"] = storage.clock.now()
+        checked_in = await connection.execute(storage.statements.check_in, key)
+        if checked_in.rowcount == 0:
+            return True
+        self._recorded = handler
+        return False
 
     def mark_handled(self, handler: str) -> None:
         self._handled = handler
@@ -256,7 +279,7 @@ class SqlUnitOfWork(UnitOfWork):
         rows: list[dict[str, Any]] = []
         try:
             connection = await self.connection()
-            if self._handled is not None:
+            if self._handled is not None and self._handled != self._recorded:
                 try:
                     await connection.execute(
                         storage.statements.remember,

@@ -1,11 +1,13 @@
 """On PostgreSQL the storage's statements, from their second use, run on asyncpg directly
 (``PgConnection``), and mean exactly what they mean through SQLAlchemy: the same rows under
 the same names, the same conversions, row counts and errors, inside the same transactions.
-The relay's one-statement writes commit on their own (no BEGIN and COMMIT round trips), and a
-connection lost under a statement is given up, not handed to the next unit of work."""
+The relay's one-statement writes commit on their own (no BEGIN and COMMIT round trips), a
+message is checked into the inbox in one statement, and a connection lost under a statement is
+given up, not handed to the next unit of work."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from adapters.sqlalchemy.outbox import SqlOutboxStore
 from adapters.sqlalchemy.pg_connection import PgConnection
 from adapters.sqlalchemy.storage import one_statement, write_transaction
 from kernel.errors import DuplicateDelivery
+from kernel.messages import Envelope
 from tests.integration.test_sqlite_hot_sql import handle, row
 from tests.integration.test_sqlite_loop_connection import storage_of
 from tests.integration.test_sqlite_module_statements import ADD, ONE, PENDING, SAVE, metadata
@@ -149,3 +152,29 @@ async def test_a_lost_connection_is_given_up(database: Database) -> None:
     # The next unit of work gets a working connection, not the dead one.
     async with database.connect() as connection:
         assert (await connection.execute(ONE, {"order_id": "o-1"})).all() == []
+
+
+@pytest.mark.parametrize("first_commits", [True, False])
+async def test_a_concurrent_delivery_waits_for_the_first_then_skips_or_takes_over(
+    database: Database, first_commits: bool
+) -> None:
+    storage = storage_of(database)
+    envelope = Envelope(message_id="m-1", name="t", version=1)
+    first = storage.unit_of_work(envelope)
+    assert not await first.handled("ordering.h")  # checked in: the row is its own
+    second = storage.unit_of_work(envelope)
+    checking = asyncio.create_task(second.handled("ordering.h"))
+    await asyncio.sleep(0.3)
+    assert not checking.done()  # it waits for the first delivery's transaction
+    first.mark_handled("ordering.h")
+    if first_commits:
+        await first.commit()
+    else:
+        await first.rollback()  # the handler failed: the message is not handled yet
+    assert await asyncio.wait_for(checking, 10) is first_commits
+    if first_commits:
+        await second.rollback()
+    else:
+        second.mark_handled("ordering.h")
+        await second.commit()
+    assert not await handle(storage, "m-1")  # handled exactly once, either way
