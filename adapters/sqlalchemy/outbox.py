@@ -9,7 +9,19 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    any_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from adapters.sqlalchemy.messaging_tables import message_fields
 from adapters.sqlalchemy.storage import SqlStorage, one_statement, write_transaction
@@ -55,12 +67,13 @@ class SqlOutboxStore:
             older.c.partition == outbox.c.partition,
             older.c.id < outbox.c.id,
         )
+        in_list = _in_array if not self._database.is_sqlite else _in_list
         # Built once: constructing these statements costs more than running them.
         due = (
             select(outbox)
             .where(
                 outbox.c.next_attempt_at <= bindparam("now"),
-                outbox.c.id.not_in(bindparam("skip", expanding=True)),
+                ~in_list(outbox.c.id, "skip"),
                 ~blocked,
             )
             .order_by(outbox.c.id)
@@ -84,7 +97,7 @@ class SqlOutboxStore:
             .values(next_attempt_at=bindparam("until"))
             .returning(*outbox.c, followed.label("followed"))
         )
-        ids = outbox.c.id.in_(bindparam("ids", expanding=True))
+        ids = in_list(outbox.c.id, "ids")
         self._claim_ids = update(outbox).where(ids).values(next_attempt_at=bindparam("until"))
         self._delete = delete(outbox).where(ids)
         self._retry = (
@@ -218,6 +231,18 @@ class SqlOutboxStore:
         async with self._database.connect() as connection:
             count = await connection.scalar(self._count)
         return int(count or 0)
+
+
+def _in_list(column: ColumnElement[int], name: str) -> ColumnElement[bool]:
+    """``column IN (...)``, the list's values bound one by one (SQLite)."""
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _in_array(column: ColumnElement[int], name: str) -> ColumnElement[bool]:
+    """``column = ANY(array)`` (PostgreSQL): one text for lists of every length, so one
+    prepared statement per connection, where ``IN`` lists cost a prepare round trip for
+    each new length (the relay's lists vary with what is in flight)."""
+    return column == any_(bindparam(name, type_=ARRAY(BigInteger)))
 
 
 def _id(row: Any) -> int:

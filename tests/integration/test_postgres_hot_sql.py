@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from adapters.sqlalchemy.database import Database
@@ -111,13 +111,19 @@ async def test_a_message_is_handled_once_and_a_lost_race_leaves_nothing(
 async def test_claims_and_removals_commit_on_their_own(database: Database) -> None:
     storage = storage_of(database)
     store = SqlOutboxStore(storage)
+    texts: set[str] = set()
+
+    @event.listens_for(database.engine.sync_engine, "before_cursor_execute")
+    def ran(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        texts.add(statement)
+
     async with write_transaction(database) as connection:
         await connection.execute(
             storage.statements.record, [row(f"r{n}", f"p{n}") for n in range(6)]
         )
     seen: list[list[int]] = []
     for limit in (1, 2, 3):  # IN lists of several lengths, from the second use on asyncpg
-        claimed = await store.due(now=1.0, limit=limit)
+        claimed = await store.due(now=1.0, limit=limit, skip=range(100, 100 + limit))
         seen.append([record.id for record in claimed])
     assert seen == [[1], [2, 3], [4, 5, 6]]
     # Claimed is claimed: nothing is due until the leases run out.
@@ -129,9 +135,15 @@ async def test_claims_and_removals_commit_on_their_own(database: Database) -> No
         # Committed as it ran: another connection sees it before this one is given back.
         async with database.engine.connect() as other:
             assert await other.scalar(select(outbox.c.id).where(outbox.c.id == 1)) is None
+    await store.remove_delivered(claimed[:1])
     for _ in range(2):
         await store.remove_delivered(claimed)
     assert await store.pending() == 2
+    # Lists of any length in one text each: one prepared statement per connection, not one
+    # (and a prepare round trip) per length.
+    assert len({text for text in texts if text.startswith("UPDATE ordering_outbox")}) == 1
+    # The removals' text, and the DELETE built above.
+    assert len({text for text in texts if text.startswith("DELETE FROM ordering_outbox")}) == 2
 
 
 async def test_a_lost_connection_is_given_up(database: Database) -> None:
