@@ -89,6 +89,12 @@ async def place_order(
     if not (principal.has_role("customer") or principal.has_role("admin")):
         raise Forbidden("only a customer or an admin may place an order", code=NOT_ALLOWED)
     requested = [(line.sku, line.quantity) for line in command.lines]
+    # Prices first, from ordering's cache while it is fresh (ADR 0018), before this unit
+    # reads or writes: asking the catalog while holding a connection would need a second
+    # one, and a full pool of units each waiting for a second connection waits for good (a
+    # cold cache under load on PostgreSQL); a synchronous call after a write would also
+    # wait for SQLite's writer, which this unit then holds.
+    known = await prices.current(list(dict.fromkeys(sku for sku, _ in requested)), bus)
     customer, key = principal.subject, command.idempotency_key
     sent = admission.fingerprint(requested, command.payment_token)
     try:
@@ -105,10 +111,6 @@ async def place_order(
     except admission.NotAdmitted as refusal:
         code, field = _REFUSALS[refusal.code]
         raise Conflict(refusal.detail, code=code, field=field) from None
-    # Prices next, before anything is written (a synchronous call after a write would wait
-    # for SQLite's writer, which this unit then holds).
-    # From ordering's cache while it is fresh: no call to the catalog (ADR 0018).
-    known = await prices.current(list(dict.fromkeys(sku for sku, _ in requested)), bus)
     catalog = {sku: (price.price_cents, price.currency) for sku, price in known.items()}
     versions = {sku: price.version for sku, price in known.items()}
     try:

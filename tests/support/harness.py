@@ -35,10 +35,11 @@ TEST_SETTINGS = Settings(
 )
 
 
-async def open_database(url: str) -> Database:
-    """A fresh, empty database: a SQLite file as given, or a new PostgreSQL schema."""
+async def open_database(url: str, pool_size: int = 16) -> Database:
+    """A fresh, empty database: a SQLite file as given, or a new PostgreSQL schema (with at
+    most ``pool_size`` connections)."""
     if url.startswith("postgres"):
-        database = Database(url, schema=f"t_{uuid.uuid4().hex[:12]}")
+        database = Database(url, schema=f"t_{uuid.uuid4().hex[:12]}", pool_size=pool_size)
     else:
         database = Database(url)
     return database
@@ -63,10 +64,11 @@ async def running_shop(
     transport: Transport = "inprocess",
     settings: Settings = TEST_SETTINGS,
     modules: Sequence[Module] | None = None,
+    pool_size: int = 16,
     **ports: Any,
 ) -> AsyncIterator[Runtime]:
     """A started runtime over a fresh database; stopped and dropped afterwards."""
-    database = await open_database(database_url)
+    database = await open_database(database_url, pool_size)
     try:
         await create_tables(database, modules)
         async with _over(transport, settings) as local:
