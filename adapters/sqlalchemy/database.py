@@ -55,6 +55,8 @@ class Database:
         pool_size: int = 16,
     ) -> None:
         self.url = normalise_url(url)
+        #: Read on every unit of work and relay turn: known once, not parsed from the URL.
+        self.is_sqlite: bool = self.url.get_backend_name() == "sqlite"
         self.schema = schema
         kwargs: dict[str, Any] = {}
         path = self.url.database
@@ -136,10 +138,6 @@ class Database:
             engine = self.autocommit_engine if autocommit else self.engine
             return PgConnection(engine.connect())
         return self.engine.connect()
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.url.get_backend_name() == "sqlite"
 
     @property
     def display_url(self) -> str:

@@ -67,7 +67,7 @@ class SqlOutboxStore:
             older.c.partition == outbox.c.partition,
             older.c.id < outbox.c.id,
         )
-        in_list = _in_array if not self._database.is_sqlite else _in_list
+        in_list = _in_list if self._database.is_sqlite else _in_array
         # Built once: constructing these statements costs more than running them.
         due = (
             select(outbox)

@@ -254,7 +254,7 @@ class SqlUnitOfWork(UnitOfWork):
     async def handled(self, handler: str) -> bool:
         connection = await self.connection()
         storage = self._storage
-        key = {"handler": handler, "message_id": self.envelope.message_id}
+        key: dict[str, Any] = {"handler": handler, "message_id": self.envelope.message_id}
         if storage.database.is_sqlite:
             found = await connection.execute(storage.statements.seen, key)
             return found.first() is not None
