@@ -131,10 +131,11 @@ class Dispatcher:
         tracer = self.tracer
         began = tracer.begin(local.endpoint, envelope) if tracer is not None else None
         attempt = 1
+        reads_only = local.endpoint.kind == "query"
         try:
             while True:
                 # After a lost race the storage reruns it so that it cannot lose again.
-                unit = local.storage.unit_of_work(envelope, attempt > 1)
+                unit = local.storage.unit_of_work(envelope, attempt > 1, reads_only)
                 token = unit.enter()
                 try:
                     if deduplicate and await unit.handled(local.endpoint.name):

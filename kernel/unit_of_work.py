@@ -82,10 +82,14 @@ class UnitOfWork(ABC):
 class Storage(Protocol):
     """Where one module keeps its state: opens a unit of work per handled message."""
 
-    def unit_of_work(self, envelope: Envelope, rerun: bool = False) -> UnitOfWork:
+    def unit_of_work(
+        self, envelope: Envelope, rerun: bool = False, reads_only: bool = False
+    ) -> UnitOfWork:
         """A fresh unit of work for the message of ``envelope``. A ``rerun`` follows a unit
         that lost a concurrency race: the storage makes sure, where it can, that this one
-        cannot lose again (on SQLite, by writing alone)."""
+        cannot lose again (on SQLite, by writing alone). A ``reads_only`` unit is a query's:
+        it refuses writes, and may run without a transaction where each statement sees what
+        was committed before it anyway (PostgreSQL)."""
         ...
 
     async def claim_tick(self, timer: str, every: float) -> bool:

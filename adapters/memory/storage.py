@@ -30,7 +30,9 @@ class MemoryStorage:
         self._inbox: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._inbox_size = inbox_size
 
-    def unit_of_work(self, envelope: Envelope, rerun: bool = False) -> UnitOfWork:
+    def unit_of_work(
+        self, envelope: Envelope, rerun: bool = False, reads_only: bool = False
+    ) -> UnitOfWork:
         # Memory takes no locks, so a rerun cannot lose a race to one: an ordinary unit.
         return _MemoryUnitOfWork(envelope, self)
 

@@ -180,7 +180,10 @@ class HotStatement:
             if processor is not None:
                 converters.append((index, processor))
         self._converters = tuple(converters)
-        row = self.row = namedtuple("Row", fields)
+        # A textual statement's columns are named by the server ("?column?" for an
+        # expression): such names get positional ones, where SQLAlchemy's rows keep them
+        # for ``_mapping`` only; indexes and ``scalar`` mean the same.
+        row = self.row = namedtuple("Row", fields, rename=True)
         return row
 
     def rows_of(self, description: Sequence[Any], values: Sequence[Any]) -> list[Any]:

@@ -121,8 +121,10 @@ class SqlStorage:
         self.clock = clock
         self.on_commit = on_commit
 
-    def unit_of_work(self, envelope: Envelope, rerun: bool = False) -> UnitOfWork:
-        return SqlUnitOfWork(envelope, self, rerun)
+    def unit_of_work(
+        self, envelope: Envelope, rerun: bool = False, reads_only: bool = False
+    ) -> UnitOfWork:
+        return SqlUnitOfWork(envelope, self, rerun, reads_only)
 
     async def claim_tick(self, timer: str, every: float) -> bool:
         now = self.clock.now()
@@ -205,11 +207,18 @@ class SqlUnitOfWork(UnitOfWork):
         "_gate",
         "_guarded",
         "_handled",
+        "_reads_only",
         "_recorded",
         "_storage",
     )
 
-    def __init__(self, envelope: Envelope, storage: SqlStorage, alone: bool = False) -> None:
+    def __init__(
+        self,
+        envelope: Envelope,
+        storage: SqlStorage,
+        alone: bool = False,
+        reads_only: bool = False,
+    ) -> None:
         super().__init__(envelope)
         self._storage = storage
         self._connection: SqlConnection | None = None
@@ -221,11 +230,19 @@ class SqlUnitOfWork(UnitOfWork):
         #: A rerun after a lost race: it takes the writer gate with its connection, reads
         #: included, so that no other writer of this process can make it lose again.
         self._alone = alone
+        #: A query's unit. On PostgreSQL it runs without a transaction: under READ COMMITTED
+        #: each statement takes its own snapshot inside one as well, so BEGIN and COMMIT
+        #: would be two round trips that change nothing (issue 12). SQLite keeps its read
+        #: transaction, which is one snapshot for all of the unit's reads and costs no trip.
+        self._reads_only = reads_only
 
     async def connection(self) -> GuardedConnection:
         if self._guarded is None:
+            database = self._storage.database
             try:
-                connection = await self._storage.database.connect()
+                connection = await database.connect(
+                    autocommit=self._reads_only and not database.is_sqlite
+                )
             except PoolTimeout as error:
                 raise Unavailable("the database has no free connection; try again") from error
             except (DBAPIError, OSError) as error:
@@ -239,13 +256,18 @@ class SqlUnitOfWork(UnitOfWork):
                 raise
             self._connection = connection
             self._guarded = GuardedConnection(connection, self)
-            if self._alone:
+            if self._alone and not self._reads_only:
                 # Connection first, then the gate: the order every writer follows.
                 await self.writing()
         return self._guarded
 
     async def writing(self) -> None:
         """Called before the first write: on SQLite, wait for this process's writer gate."""
+        if self._reads_only:
+            # A bug in the module, not the caller's fault: a 500, whatever the storage.
+            raise RuntimeError(
+                f"{self.envelope.name} is a query: its handler must not write (a command does)"
+            )
         writer = self._storage.database.writer
         if writer is not None and not self._gate:
             await writer.acquire()

@@ -102,10 +102,13 @@ async def place_order(
             retried = admission.retried_order(await keys.get(customer, key), sent)
             if retried is not None:
                 return _view(await _order(orders, retried))
+        open_orders, recent_orders = await orders.admission_counts(
+            customer, clock.now() - admission.MINUTE
+        )
         admission.check_limits(
-            open_orders=await orders.count_pending(customer),
+            open_orders=open_orders,
             max_open_orders=settings.max_open_orders,
-            recent_orders=await orders.count_placed_since(customer, clock.now() - admission.MINUTE),
+            recent_orders=recent_orders,
             orders_per_minute=settings.orders_per_minute,
         )
     except admission.NotAdmitted as refusal:

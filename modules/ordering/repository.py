@@ -37,21 +37,11 @@ _LINES = (
     .where(order_lines.c.order_id.in_(bindparam("order_ids", expanding=True)))
     .order_by(order_lines.c.order_id, order_lines.c.position)
 )
-_PENDING = (
-    select(func.count())
-    .select_from(orders)
-    .where(
-        orders.c.customer_id == bindparam("customer_id"),
-        orders.c.status == OrderStatus.PENDING.value,
-    )
-)
-_PLACED_SINCE = (
-    select(func.count())
-    .select_from(orders)
-    .where(
-        orders.c.customer_id == bindparam("customer_id"), orders.c.created_at >= bindparam("since")
-    )
-)
+# Both of a customer's admission counts in one statement: one round trip, not two.
+_ADMISSION_COUNTS = select(
+    func.count().filter(orders.c.status == OrderStatus.PENDING.value),
+    func.count().filter(orders.c.created_at >= bindparam("since")),
+).where(orders.c.customer_id == bindparam("customer_id"))
 _SAVE_ORDER = (
     update(orders)
     .where(orders.c.id == bindparam("order_id"), orders.c.version == bindparam("expected"))
@@ -151,17 +141,15 @@ class Orders:
         ).all()
         return await self._with_lines(rows)
 
-    async def count_pending(self, customer_id: str) -> int:
-        """How many of the customer's orders are PENDING."""
+    async def admission_counts(self, customer_id: str, since: float) -> tuple[int, int]:
+        """How many of the customer's orders are PENDING, and how many they placed at
+        ``since`` or later."""
         connection = await self._transaction.connection()
-        found = await connection.scalar(_PENDING, {"customer_id": customer_id})
-        return int(found or 0)
-
-    async def count_placed_since(self, customer_id: str, since: float) -> int:
-        """How many orders the customer placed at ``since`` or later."""
-        connection = await self._transaction.connection()
-        found = await connection.scalar(_PLACED_SINCE, {"customer_id": customer_id, "since": since})
-        return int(found or 0)
+        result = await connection.execute(
+            _ADMISSION_COUNTS, {"customer_id": customer_id, "since": since}
+        )
+        row = result.one()
+        return int(row[0] or 0), int(row[1] or 0)
 
     async def save(self, order: Order) -> None:
         """Store a settled order; ``ConcurrencyConflict`` if it changed meanwhile."""
