@@ -186,6 +186,19 @@ def _summary(m: dict[str, Any]) -> list[str]:
         if split is not None:
             line += f", split-http {split:.1f}x"
         lines.append(line + " (every process, the REST API and the polls included).")
+    pg_floor_us = m.get("order_floor_pg_core_async_paced_us")
+    pg_mono = m.get("saga_monolith_postgresql_fixed_load_cpu_vs_pg_core_async_paced_floor")
+    if pg_floor_us is not None and pg_mono is not None:
+        line = (
+            f"- **CPU per order against the PostgreSQL storage floor**: SQLAlchemy Core async "
+            f"on asyncpg runs one order's statements in {pg_floor_us / 1000:.1f} ms of CPU at "
+            f"20 orders/s (raw asyncpg {m['order_floor_pg_asyncpg_paced_us'] / 1000:.1f} ms); "
+            f"the monolith on PostgreSQL spends {pg_mono:.2f}x that at the fixed load"
+        )
+        split = m.get("saga_split_http_postgresql_fixed_load_cpu_vs_pg_core_async_paced_floor")
+        if split is not None:
+            line += f", split-http {split:.2f}x"
+        lines.append(line + " (every process, the REST API and the polls included).")
     if m.get("monolith_rss_idle_mib") is not None:
         line = f"- **memory**: the monolith idles at {m['monolith_rss_idle_mib']} MiB RSS"
         if m.get("monolith_rss_last_mib") is not None:

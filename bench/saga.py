@@ -16,7 +16,8 @@ The monolith/split ratio is the price of splitting. The topologies are the files
 ``topologies/`` (monolith, split-http, mixed), started as ``cleave up`` starts them; a
 topology whose transport does not exist yet is listed and skipped. After the deployments,
 the storage floor of one order (``bench.floor``) runs, and each deployment's CPU per order
-is read against it.
+is read against it; when deployments ran on PostgreSQL, the same order on PostgreSQL
+(``bench.pg_floor``) runs too, and their CPU per order is read against that as well.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ POLLING_TOPOLOGIES: tuple[TopologyName, ...] = ("monolith",)
 #: The topologies compared with the monolith (the price of each).
 SPLITS: tuple[TopologyName, ...] = TOPOLOGIES[1:]
 DATABASES: tuple[DatabaseKind, ...] = ("sqlite", "postgresql")
+#: The PostgreSQL floor's figures (``floor.PG_PATHS``) under their metric names.
+PG_FLOOR_METRICS = {
+    "asyncpg_closed_us": "order_floor_pg_asyncpg_closed_us",
+    "asyncpg_paced_us": "order_floor_pg_asyncpg_paced_us",
+    "sqlalchemy_core_async_closed_us": "order_floor_pg_core_async_closed_us",
+    "sqlalchemy_core_async_paced_us": "order_floor_pg_core_async_paced_us",
+}
 
 
 @dataclass(frozen=True)
@@ -211,11 +219,17 @@ async def measure(*, quick: bool, deadline: float | None = None) -> tuple[list[S
             else:
                 runs.append(await run_one(topology, database, plan, load, deadline))
     order_floor = await floor.measure(quick=quick)
+    # The same order on PostgreSQL, when there is a PostgreSQL deployment to read against it.
+    pg_measured = any(
+        run.database == "postgresql" and (run.closed is not None or run.open is not None)
+        for run in runs
+    )
+    pg_floor = await floor.measure_postgresql(quick=quick) if pg_measured else None
     return [
         _throughput(runs, plan),
         _fixed_load(runs, plan, load),
         _waiting_vs_polling(runs, plan),
-        _against_floor(runs, order_floor),
+        _against_floor(runs, order_floor, pg_floor),
     ], runs
 
 
@@ -471,12 +485,23 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
     return section
 
 
-def _against_floor(runs: list[Run], order_floor: floor.Floor) -> Section:
-    """Each deployment's CPU per order next to the storage floor of an order."""
+def _against_floor(
+    runs: list[Run], order_floor: floor.Floor, pg_floor: floor.Floor | None = None
+) -> Section:
+    """Each deployment's CPU per order next to the storage floor of an order: SQLite's for
+    every deployment; PostgreSQL's (``bench.pg_floor``), when it ran, for those on
+    PostgreSQL, loop for loop (closed loop to closed loop, fixed load to paced)."""
+    on_postgresql = any(run.database == "postgresql" for run in runs)
     section = Section(
         title="5. CPU per order against the storage floor of an order",
-        headers=["contender", "CPU ms / order", "vs SQLAlchemy Core sync"],
+        headers=[
+            "contender",
+            "CPU ms / order",
+            "vs SQLAlchemy Core sync",
+            *(["vs PostgreSQL floor, Core async"] if on_postgresql else []),
+        ],
     )
+    pad = [""] if on_postgresql else []
     base = order_floor.core_sync_ms
     section.metrics["order_floor_sqlite3_us"] = order_floor.us.get("sqlite3_us")
     section.metrics["order_floor_core_sync_us"] = order_floor.us.get("sqlalchemy_core_sync_us")
@@ -487,7 +512,40 @@ def _against_floor(runs: list[Run], order_floor: floor.Floor) -> Section:
         if key in order_floor.us:
             value = order_floor.us[key] / 1000
             ratio = f"{value / base:.2f}x" if base else "-"
-            section.rows.append([f"floor: {label}", fmt(value, 2), ratio])
+            section.rows.append([f"floor: {label}", fmt(value, 2), ratio, *pad])
+    #: The PostgreSQL floor's SQLAlchemy Core async figure each loop is read against.
+    pg_base: dict[str, float | None] = {}
+    if on_postgresql:
+        pg = pg_floor if pg_floor is not None else floor.Floor({})
+        for key, name in PG_FLOOR_METRICS.items():
+            section.metrics[name] = pg.us.get(key)
+        pg_base = {
+            "closed": pg.ms("sqlalchemy_core_async_closed_us"),
+            "fixed_load": pg.ms("sqlalchemy_core_async_paced_us"),
+        }
+        for key, label in floor.PG_PATHS.items():
+            value = pg.ms(key)
+            if value is None:
+                continue
+            mode = "closed" if key.endswith("_closed_us") else "fixed_load"
+            own = pg_base[mode]
+            section.rows.append(
+                [
+                    f"PostgreSQL floor: {label}",
+                    fmt(value, 2),
+                    f"{value / base:.2f}x" if base else "-",
+                    f"{value / own:.2f}x" if own else "-",
+                ]
+            )
+        if pg_floor is None:
+            section.notes.append(
+                "the PostgreSQL storage floor was not measured: no deployment on PostgreSQL "
+                "was measured."
+            )
+        elif pg_floor.missing is not None:
+            section.notes.append(
+                f"the PostgreSQL storage floor was not measured: {pg_floor.missing}"
+            )
     for run in runs:
         key = f"saga_{run.topology.replace('-', '_')}_{run.database}"
         for label, result, suffix in (
@@ -497,16 +555,23 @@ def _against_floor(runs: list[Run], order_floor: floor.Floor) -> Section:
             if result is None or math.isnan(result.cpu_ms_per_order):
                 continue
             ms = result.cpu_ms_per_order
-            section.rows.append(
-                [
-                    f"{run.topology} on {run.database}, {label}",
-                    fmt(ms, 1),
-                    f"{ms / base:.1f}x" if base else "-",
-                ]
-            )
+            row = [
+                f"{run.topology} on {run.database}, {label}",
+                fmt(ms, 1),
+                f"{ms / base:.1f}x" if base else "-",
+                *pad,
+            ]
             section.metrics[f"{key}_{suffix}_cpu_vs_core_sync_floor"] = (
                 round(ms / base, 1) if base else None
             )
+            if run.database == "postgresql":
+                own = pg_base.get(suffix)
+                row[-1] = f"{ms / own:.2f}x" if own else "-"
+                floor_name = "closed" if suffix == "closed" else "paced"
+                section.metrics[f"{key}_{suffix}_cpu_vs_pg_core_async_{floor_name}_floor"] = (
+                    round(ms / own, 2) if own else None
+                )
+            section.rows.append(row)
     if order_floor.missing is None:
         section.notes.append(
             f"the floor: {floor.SCRIPT.name} (outside this repository) replays the SQL "
@@ -514,6 +579,23 @@ def _against_floor(runs: list[Run], order_floor: floor.Floor) -> Section:
             f"{order_floor.orders} orders per path, median of {order_floor.rounds} rounds, "
             "CPU time of its own process (pinned to one core), run with this virtualenv after "
             "the deployments stopped."
+        )
+    if pg_floor is not None and pg_floor.missing is None:
+        meta = pg_floor.meta
+        section.notes.append(
+            "the PostgreSQL floor: bench.pg_floor replays the same order on PostgreSQL "
+            f"{meta.get('postgresql', '')} in a schema of its own ("
+            f"{meta.get('statements_per_order', '?')} statements: "
+            f"{meta.get('transactions_per_order', '?')} transactions, and the relay's "
+            f"{meta.get('autocommit_statements_per_order', '?')} reads and deletes each on "
+            "its own in autocommit mode, as the shop runs them), on one connection per path, "
+            "the same way as the SQLite floor; closed loop: "
+            f"{pg_floor.orders} orders back to back; paced: "
+            f"{meta.get('paced_orders', '?')} orders, one every 50 ms (20 orders/s), where "
+            "every round trip pays the wake-up of an idle event loop, as at the deployments' "
+            "fixed load. A deployment on PostgreSQL is read against the SQLAlchemy Core "
+            "async figure of its kind of loop (closed loop against closed loop, fixed load "
+            "against paced). Neither counts PostgreSQL's own CPU."
         )
     section.notes.append(
         "Cleave's CPU per order counts every process of the deployment: the REST API and the "
