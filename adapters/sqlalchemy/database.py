@@ -15,7 +15,7 @@ from sqlalchemy.pool import QueuePool
 
 from adapters.sqlalchemy.inline_sqlite import BUSY_TIMEOUT_SECONDS, connector, open_file
 from adapters.sqlalchemy.loop_connection import KeptConnections, LoopConnection
-from adapters.sqlalchemy.pg_connection import PgConnection
+from adapters.sqlalchemy.pg_connection import PgConnection, PgKeptConnections
 from adapters.sqlalchemy.statement_counts import count_statements, counting_enabled
 from kernel.errors import ConcurrencyConflict
 
@@ -97,6 +97,13 @@ class Database:
         #: (``connect``): no greenlet switch per call (see ``loop_connection``).
         self.loop_engine: Engine | None = None
         self._kept: KeptConnections | None = None
+        #: PostgreSQL's connections kept between units of work: at most a quarter of the
+        #: pool idle (none for a pool of three or fewer).
+        self._pg_kept: PgKeptConnections | None = None
+        if not self.is_sqlite:
+            self._pg_kept = PgKeptConnections(
+                self.engine, self.autocommit_engine, keep=pool_size // 4, capacity=pool_size
+            )
         if self.inline:
             assert path is not None
             self.loop_engine = create_engine(
@@ -134,9 +141,8 @@ class Database:
         statement committed on its own), elsewhere the async engine's ``AsyncConnection``."""
         if self._kept is not None:
             return LoopConnection(self._kept)
-        if not self.is_sqlite:
-            engine = self.autocommit_engine if autocommit else self.engine
-            return PgConnection(engine.connect())
+        if self._pg_kept is not None:
+            return PgConnection(self._pg_kept, self.engine.dialect, autocommit)
         return self.engine.connect()
 
     @property
@@ -169,6 +175,8 @@ class Database:
     async def dispose(self) -> None:
         if self._kept is not None:
             self._kept.close()
+        if self._pg_kept is not None:
+            await self._pg_kept.close()
         if self.loop_engine is not None:
             self.loop_engine.dispose()
         await self.engine.dispose()

@@ -1,0 +1,145 @@
+"""On PostgreSQL the storage keeps its connections between units of work
+(``PgKeptConnections``) and ends their transactions on asyncpg directly: a unit of work does
+not check a connection out of the pool and back in, and what is kept never starves a caller
+waiting for the pool, never carries a transaction into the next unit, and never outlives a
+lost connection (issue 12)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError
+
+from adapters.sqlalchemy.database import Database
+from adapters.sqlalchemy.storage import one_statement, write_transaction
+from tests.integration.test_sqlite_module_statements import ADD, ONE, metadata
+from tests.support.harness import drop_database, open_database
+from tests.support.services import require_postgres
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+_PID = text("SELECT pg_backend_pid()")
+
+
+async def _database(pool_size: int = 16) -> Database:
+    database = await open_database(require_postgres(), pool_size=pool_size)
+    await database.create_all([metadata])
+    return database
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[Database]:
+    database = await _database()
+    try:
+        yield database
+    finally:
+        await _drop(database)
+
+
+async def _drop(database: Database) -> None:
+    # Every connection closed first: one left in a transaction would hold DROP SCHEMA back.
+    await database.dispose()
+    await drop_database(database)
+
+
+def _saga(order_id: str) -> dict[str, Any]:
+    return {"order_id": order_id, "deadline": 1, "void_pending": False, "version": 1}
+
+
+async def _visible(database: Database, order_id: str) -> bool:
+    """Whether another connection (the engine's own) sees the saga."""
+    async with database.engine.connect() as other:
+        return (await other.execute(ONE, {"order_id": order_id})).first() is not None
+
+
+async def test_units_of_work_reuse_kept_connections(database: Database) -> None:
+    checkouts: list[object] = []
+    event.listen(database.engine.sync_engine, "checkout", lambda *args: checkouts.append(args))
+    for number in range(10):
+        async with write_transaction(database) as connection:
+            await connection.execute(ADD, _saga(f"o-{number}"))
+        async with one_statement(database) as connection:
+            await connection.execute(ONE, {"order_id": f"o-{number}"})
+        assert await _visible(database, f"o-{number}")  # committed, as before
+    # One transactional and one autocommit connection, each checked out once; the engine's
+    # own looks at the table are the rest.
+    assert len(checkouts) - 10 == 2
+
+
+async def test_a_connection_comes_back_without_its_transaction(database: Database) -> None:
+    with pytest.raises(RuntimeError, match="the unit failed"):
+        async with write_transaction(database) as connection:
+            await connection.execute(ADD, _saga("o-1"))
+            raise RuntimeError("the unit failed")
+    async with database.connect() as connection:
+        await connection.execute(ADD, _saga("o-2"))  # begun, then closed without a commit
+    async with database.connect() as connection:
+        # The same kept connection, with nothing of the units before it in it.
+        assert not connection.in_transaction()
+        assert (await connection.execute(ONE, {"order_id": "o-2"})).first() is None
+    assert not await _visible(database, "o-1")
+    assert not await _visible(database, "o-2")
+
+
+async def test_a_connection_lost_at_commit_is_not_kept(database: Database) -> None:
+    async with database.connect() as connection:
+        await connection.begin()
+        for number in range(2):  # on asyncpg from the second use
+            await connection.execute(ADD, _saga(f"o-{number}"))
+        pid = await connection.scalar(_PID)
+        url = database.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        killer = await asyncpg.connect(url)
+        try:
+            await killer.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await killer.close()
+        with pytest.raises(DBAPIError) as raised:
+            await connection.commit()
+        assert raised.value.connection_invalidated
+    assert not await _visible(database, "o-0")
+    async with write_transaction(database) as connection:
+        assert await connection.scalar(_PID) != pid  # a new connection, not the dead one
+        await connection.execute(ADD, _saga("o-2"))
+    assert await _visible(database, "o-2")
+
+
+async def test_a_caller_waiting_for_the_pool_gets_the_next_connection_given_back() -> None:
+    # Four connections at most (three kept by the pool, one for bursts), one kept here.
+    database = await _database(pool_size=4)
+    try:
+        held = [await database.connect() for _ in range(4)]
+        waiting = asyncio.create_task(write_transaction(database).__aenter__())
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # the pool is empty: it waits
+        await held.pop().close()  # kept here would leave it waiting for the pool's 10 s
+        connection = await asyncio.wait_for(waiting, 5)
+        await connection.execute(ADD, _saga("o-1"))
+        await connection.commit()
+        for other in held:
+            await other.close()
+        assert await _visible(database, "o-1")
+    finally:
+        await _drop(database)
+
+
+async def test_a_connection_kept_for_the_other_kind_of_work_is_given_up_for_a_caller() -> None:
+    database = await _database(pool_size=4)
+    try:
+        async with one_statement(database) as connection:  # kept, in autocommit mode
+            await connection.execute(ONE, {"order_id": "o-1"})
+        held = [await database.connect() for _ in range(3)]  # the rest of the pool
+        # No transactional connection is kept and the pool is empty: the autocommit one
+        # goes back to the pool for this unit of work.
+        unit = await asyncio.wait_for(write_transaction(database).__aenter__(), 5)
+        await unit.execute(ADD, _saga("o-1"))
+        await unit.commit()
+        for other in held:
+            await other.close()
+        assert await _visible(database, "o-1")
+    finally:
+        await _drop(database)
