@@ -11,11 +11,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from adapters.sqlalchemy import hot_sql
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.hot_sql import HotResult
 from adapters.sqlalchemy.messaging_tables import messaging_tables
@@ -27,7 +27,7 @@ from kernel.messages import Envelope
 from tests.integration.test_sqlite_hot_sql import handle, row
 from tests.integration.test_sqlite_loop_connection import storage_of
 from tests.integration.test_sqlite_module_statements import ADD, ONE, PENDING, SAVE, metadata
-from tests.support.harness import drop_database, open_database
+from tests.support.harness import cut_off, drop_database, open_database
 from tests.support.services import require_postgres
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
@@ -51,7 +51,11 @@ def connect(request: pytest.FixtureRequest, database: Database) -> Any:
     return database.engine.connect
 
 
-async def test_module_statements_mean_the_same_on_asyncpg(database: Database, connect: Any) -> None:
+async def test_module_statements_mean_the_same_on_asyncpg(
+    database: Database, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Statements no test has used before here (other tests share these module-level ones).
+    monkeypatch.setattr(hot_sql, "_KNOWN", {})
     results = []
     for round_ in range(3):  # the first use goes through SQLAlchemy, the next ones need not
         async with connect() as connection, connection.begin():
@@ -151,13 +155,7 @@ async def test_a_lost_connection_is_given_up(database: Database) -> None:
         assert isinstance(connection, PgConnection)
         for _ in range(2):  # on asyncpg from the second use
             await connection.execute(ONE, {"order_id": "o-1"})
-        pid = await connection.scalar(text("SELECT pg_backend_pid()"))
-        url = database.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        killer = await asyncpg.connect(url)
-        try:
-            await killer.execute("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await killer.close()
+        await cut_off(database, connection)
         with pytest.raises(DBAPIError) as raised:
             await connection.execute(ONE, {"order_id": "o-1"})
         assert raised.value.connection_invalidated

@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
@@ -18,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.storage import one_statement, write_transaction
 from tests.integration.test_sqlite_module_statements import ADD, ONE, metadata
-from tests.support.harness import drop_database, open_database
+from tests.support.harness import cut_off, drop_database, open_database
 from tests.support.services import require_postgres
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
@@ -91,13 +90,7 @@ async def test_a_connection_lost_at_commit_is_not_kept(database: Database) -> No
         await connection.begin()
         for number in range(2):  # on asyncpg from the second use
             await connection.execute(ADD, _saga(f"o-{number}"))
-        pid = await connection.scalar(_PID)
-        url = database.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        killer = await asyncpg.connect(url)
-        try:
-            await killer.execute("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await killer.close()
+        pid = await cut_off(database, connection)
         with pytest.raises(DBAPIError) as raised:
             await connection.commit()
         assert raised.value.connection_invalidated

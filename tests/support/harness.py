@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, Literal, TypeVar
 
+import asyncpg
 from sqlalchemy import text
 
 from adapters.sqlalchemy.database import Database
@@ -43,6 +44,20 @@ async def open_database(url: str, pool_size: int = 16) -> Database:
     else:
         database = Database(url)
     return database
+
+
+async def cut_off(database: Database, connection: Any) -> int:
+    """Have PostgreSQL end the session behind ``connection`` (as a restart or a network
+    fault would); its backend's pid."""
+
+    pid = int(await connection.scalar(text("SELECT pg_backend_pid()")))
+    url = database.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    killer = await asyncpg.connect(url)
+    try:
+        await killer.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await killer.close()
+    return pid
 
 
 async def drop_database(database: Database) -> None:
