@@ -601,9 +601,10 @@ def _against_floor(
             f"{pg_floor.orders} orders back to back; paced: "
             f"{meta.get('paced_orders', '?')} orders, one every 50 ms (20 orders/s), where "
             "every round trip pays the wake-up of an idle event loop, as at the deployments' "
-            "fixed load. A deployment on PostgreSQL is read against the SQLAlchemy Core "
-            "async figure of its kind of loop (closed loop against closed loop, fixed load "
-            "against paced). Neither counts PostgreSQL's own CPU."
+            "fixed load (whose rate is item 5's, 20 orders/s or more: the slower the rate, "
+            "the more wake-ups per order). A deployment on PostgreSQL is read against the "
+            "SQLAlchemy Core async figure of its kind of loop (closed loop against closed "
+            "loop, fixed load against paced). Neither counts PostgreSQL's own CPU."
         )
     section.notes.append(
         "Cleave's CPU per order counts every process of the deployment: the REST API and the "
