@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -59,7 +59,7 @@ class PgKeptConnections:
         idle = self._idle[autocommit]
         while idle:
             connection = idle.pop()
-            if not connection.closed and not connection.invalidated:
+            if _usable(connection):
                 return connection
             await connection.close()
         other = self._idle[not autocommit]
@@ -75,12 +75,18 @@ class PgKeptConnections:
         pool: Any = self._engines[0].sync_engine.pool
         return bool(pool.checkedout() >= self._capacity)
 
-    async def give_back(self, connection: AsyncConnection, autocommit: bool) -> None:
+    async def give_back(
+        self, connection: AsyncConnection, autocommit: bool, *, clean: bool = True
+    ) -> None:
+        """Keep ``connection`` for the next unit of work, or close it (back to the pool).
+        One whose last use failed (``clean`` false) is closed: the pool's reset finds out
+        whether it still works (a lost or half-used connection is given up there)."""
         if connection.closed:
             return
         idle = self._idle
         if (
-            connection.invalidated
+            not clean
+            or not _usable(connection)
             or self._waiting
             or len(idle[False]) + len(idle[True]) >= self._keep
         ):
@@ -107,6 +113,27 @@ class PgKeptConnections:
                 await idle.pop().close()
 
 
+#: How a use of a connection failed: with an error the server reported (the connection is
+#: fine: a broken rule, a conflict) or otherwise (it may be mid-operation, or gone).
+Failure = Literal["sql", "broken"]
+
+
+def _failure(error: BaseException) -> Failure:
+    orig = getattr(error, "orig", None)
+    return "sql" if getattr(orig, "sqlstate", None) is not None else "broken"
+
+
+def _usable(connection: AsyncConnection) -> bool:
+    """Whether a kept connection may serve the next unit of work: not invalidated, and its
+    asyncpg connection not closed (the server ended the session while it was idle: a
+    restart, an administrator; asyncpg sees the socket close without a round trip)."""
+    sync = connection.sync_connection
+    if sync is None or sync.invalidated or sync.closed:
+        return False
+    adapter: Any = sync.connection.dbapi_connection
+    return adapter is not None and not adapter._connection.is_closed()
+
+
 async def _end(connection: AsyncConnection, *, commit: bool) -> None:
     """Commit or roll back ``connection``'s transaction without a greenlet.
 
@@ -116,6 +143,11 @@ async def _end(connection: AsyncConnection, *, commit: bool) -> None:
     nothing and only does its bookkeeping (its commit and rollback events included)."""
     sync = connection.sync_connection
     assert sync is not None
+    if sync.invalidated:
+        # Lost: nothing to send, and no adapter to ask. SQLAlchemy's own call ends the
+        # transaction (a rollback) or says it cannot (a commit).
+        sync.commit() if commit else sync.rollback()
+        return
     adapter: Any = sync.connection.dbapi_connection
     transaction = adapter._transaction
     if transaction is not None:
@@ -167,11 +199,14 @@ class PgConnection:
     entered as ``engine.connect()`` is, whose statements used before run on the asyncpg
     connection underneath."""
 
-    __slots__ = ("_autocommit", "_connection", "_dialect", "_kept")
+    __slots__ = ("_autocommit", "_connection", "_dialect", "_failed", "_kept")
 
     def __init__(self, kept: PgKeptConnections, dialect: Any, autocommit: bool = False) -> None:
         self._kept: PgKeptConnections | None = kept
         self._autocommit = autocommit
+        #: How a statement, commit or rollback on it last failed, if it did: its connection
+        #: is then not kept, and one left mid-operation is given up.
+        self._failed: Failure | None = None
         self._dialect: Any = dialect  # asyncpg's, with its private parts
         self._connection: AsyncConnection = None  # type: ignore[assignment]
 
@@ -198,28 +233,44 @@ class PgConnection:
         return PgTransaction(self._connection)
 
     async def commit(self) -> None:
-        await _end(self._connection, commit=True)
+        try:
+            await _end(self._connection, commit=True)
+        except BaseException as error:
+            self._failed = _failure(error)
+            raise
 
     async def rollback(self) -> None:
-        await _end(self._connection, commit=False)
+        try:
+            await _end(self._connection, commit=False)
+        except BaseException as error:
+            self._failed = _failure(error)
+            raise
 
     async def close(self) -> None:
         kept, self._kept = self._kept, None
-        if kept is not None and self._connection is not None:
-            await kept.give_back(self._connection, self._autocommit)
+        if kept is None or self._connection is None:
+            return
+        if self._failed == "broken":
+            # Cut off mid-operation (a client-side error, a cancellation): the pool's reset
+            # would not always see it, and the next user would find "another operation in
+            # progress".
+            with contextlib.suppress(Exception):
+                await self._connection.invalidate()
+        await kept.give_back(self._connection, self._autocommit, clean=self._failed is None)
 
     async def execute(self, statement: Any, parameters: Any = None, **kwargs: Any) -> Any:
         """As ``AsyncConnection.execute``; on asyncpg for a statement used before."""
-        hot = None if kwargs else hot_statement(statement, parameters, self._dialect)
-        if hot is None:
-            return await self._connection.execute(statement, parameters, **kwargs)
-        return await self.run_hot(hot, parameters if parameters is not None else {})
+        try:
+            hot = None if kwargs else hot_statement(statement, parameters, self._dialect)
+            if hot is None:
+                return await self._connection.execute(statement, parameters, **kwargs)
+            return await self.run_hot(hot, parameters if parameters is not None else {})
+        except BaseException as error:
+            self._failed = _failure(error)
+            raise
 
     async def scalar(self, statement: Any, parameters: Any = None, **kwargs: Any) -> Any:
-        hot = None if kwargs else hot_statement(statement, parameters, self._dialect)
-        if hot is None:
-            return await self._connection.scalar(statement, parameters, **kwargs)
-        return (await self.run_hot(hot, parameters if parameters is not None else {})).scalar()
+        return (await self.execute(statement, parameters, **kwargs)).scalar()
 
     async def run_hot(self, hot: HotStatement, parameters: Parameters) -> HotResult:
         """Run a statement compiled once (``hot_sql``) on this connection's asyncpg

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.storage import one_statement, write_transaction
@@ -136,3 +136,37 @@ async def test_a_connection_kept_for_the_other_kind_of_work_is_given_up_for_a_ca
         assert await _visible(database, "o-1")
     finally:
         await _drop(database)
+
+
+async def test_a_connection_cut_off_mid_statement_is_given_up(database: Database) -> None:
+    # Autocommit: no transaction whose rollback would fail and give the state away.
+    async with one_statement(database) as connection:
+        first = await connection.scalar(_PID)
+
+    async def slow() -> None:
+        async with one_statement(database) as connection:
+            await connection.execute(text("SELECT pg_sleep(5)"))
+
+    task = asyncio.create_task(slow())
+    await asyncio.sleep(0.3)
+    task.cancel()  # a client gone, a stop: the statement is left half done
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(2):
+        async with one_statement(database) as connection:
+            # Not the connection left mid-statement ("another operation is in progress").
+            assert await connection.scalar(_PID) != first
+            await connection.execute(ONE, {"order_id": "o-1"})
+
+
+async def test_a_broken_rule_keeps_the_connection_working(database: Database) -> None:
+    async with write_transaction(database) as connection:
+        await connection.execute(ADD, _saga("o-1"))
+    for _ in range(3):  # the insert on asyncpg from its second use
+        with pytest.raises(IntegrityError):
+            async with write_transaction(database) as connection:
+                await connection.execute(ADD, _saga("o-1"))
+        # The next unit of work works, on a connection in a clean state.
+        async with database.connect() as connection:
+            assert not connection.in_transaction()
+            assert len((await connection.execute(ONE, {"order_id": "o-1"})).all()) == 1
