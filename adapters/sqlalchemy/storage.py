@@ -43,6 +43,11 @@ def is_transient(error: BaseException) -> bool:
     return getattr(error.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
+def lost_connection(error: BaseException) -> bool:
+    """Whether a database error means the connection under it is gone (and given up)."""
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
 @asynccontextmanager
 async def write_transaction(database: Database) -> AsyncIterator[SqlConnection]:
     """A short writing transaction outside any unit of work (relay bookkeeping, tools)."""
@@ -318,7 +323,18 @@ class SqlUnitOfWork(UnitOfWork):
                 rows = storage.outbox_rows(self)
                 if rows:
                     await connection.execute(storage.statements.record, rows)
-            await connection.commit()
+            try:
+                await connection.commit()
+            except DBAPIError as error:
+                if lost_connection(error):
+                    # The COMMIT went out and no answer came back: it may have committed.
+                    # Not run again here; the caller retries (a retry on a queue finds the
+                    # inbox row if it did; a client retries with its idempotency key).
+                    raise Unavailable(
+                        f"{self.envelope.name}: the database connection was lost at commit; "
+                        "whether it committed is unknown"
+                    ) from error
+                raise
         except DBAPIError as error:
             if is_transient(error):
                 raise ConcurrencyConflict(f"{self.envelope.name}: {error.orig}") from error
@@ -348,4 +364,9 @@ class SqlUnitOfWork(UnitOfWork):
                 writer.release()
 
     def transient(self, error: BaseException) -> bool:
-        return isinstance(error, ConcurrencyConflict) or is_transient(error)
+        # A connection lost before the commit lost the transaction with it: nothing was
+        # written, so the unit runs again on a new connection (a restart of the database,
+        # a session it ended) instead of failing.
+        return (
+            isinstance(error, ConcurrencyConflict) or is_transient(error) or lost_connection(error)
+        )

@@ -16,6 +16,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.storage import one_statement, write_transaction
+from kernel.errors import Unavailable
+from kernel.messages import new_envelope
+from tests.integration.test_sqlite_loop_connection import storage_of
 from tests.integration.test_sqlite_module_statements import ADD, ONE, metadata
 from tests.support.harness import cut_off, drop_database, open_database
 from tests.support.services import require_postgres
@@ -170,3 +173,36 @@ async def test_a_broken_rule_keeps_the_connection_working(database: Database) ->
         async with database.connect() as connection:
             assert not connection.in_transaction()
             assert len((await connection.execute(ONE, {"order_id": "o-1"})).all()) == 1
+
+
+async def test_a_connection_lost_before_the_commit_lets_the_unit_run_again(
+    database: Database,
+) -> None:
+    storage = storage_of(database)
+    unit = storage.unit_of_work(new_envelope("ordering.X", 1))
+    connection = await unit.connection()
+    await connection.execute(ONE, {"order_id": "o-1"})
+    await cut_off(database, connection)
+    with pytest.raises(DBAPIError) as raised:
+        for _ in range(3):  # however soon asyncpg sees the session end
+            await connection.execute(ADD, _saga("o-1"))
+    await unit.rollback()
+    # Nothing was written: the dispatcher may run the unit again on a new connection.
+    assert unit.transient(raised.value)
+    assert not await _visible(database, "o-1")
+
+
+async def test_a_connection_lost_at_commit_is_unavailable_not_run_again(
+    database: Database,
+) -> None:
+    storage = storage_of(database)
+    unit = storage.unit_of_work(new_envelope("ordering.X", 1))
+    connection = await unit.connection()
+    for number in range(2):  # on asyncpg from the second use
+        await connection.execute(ADD, _saga(f"o-{number}"))
+    await cut_off(database, connection)
+    # The COMMIT may have been applied before the answer was lost: a 503 (or a retry on a
+    # queue), never a silent rerun that could apply it twice.
+    with pytest.raises(Unavailable, match="lost at commit") as raised:
+        await unit.commit()
+    assert not unit.transient(raised.value)
