@@ -233,15 +233,14 @@ class PgConnection:
         return PgTransaction(self._connection)
 
     async def commit(self) -> None:
-        try:
-            await _end(self._connection, commit=True)
-        except BaseException as error:
-            self._failed = _failure(error)
-            raise
+        await self._end(commit=True)
 
     async def rollback(self) -> None:
+        await self._end(commit=False)
+
+    async def _end(self, *, commit: bool) -> None:
         try:
-            await _end(self._connection, commit=False)
+            await _end(self._connection, commit=commit)
         except BaseException as error:
             self._failed = _failure(error)
             raise
