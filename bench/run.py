@@ -114,6 +114,22 @@ async def _run(
     return sections
 
 
+def _against_floor(m: dict[str, Any], floor: str, lead: str, ratio: str, digits: int) -> list[str]:
+    """The summary's line for one storage floor: the monolith's and split-http's CPU per
+    order at the fixed load as multiples of it (metrics ``saga_<topology>_<ratio>``)."""
+    mono = m.get(f"saga_monolith_{ratio}")
+    if mono is None:
+        return []
+    line = (
+        f"- **CPU per order against {floor}**: {lead} spends {mono:.{digits}f}x that at the "
+        "fixed load"
+    )
+    split = m.get(f"saga_split_http_{ratio}")
+    if split is not None:
+        line += f", split-http {split:.{digits}f}x"
+    return [line + " (every process, the REST API and the polls included)."]
+
+
 def _summary(m: dict[str, Any]) -> list[str]:
     """The key numbers and ratios, one line each, for the top of the report."""
     lines = []
@@ -175,30 +191,26 @@ def _summary(m: dict[str, Any]) -> list[str]:
                 line += f" ({price:.2f}x the monolith's CPU)"
             lines.append(line + ".")
     floor_us = m.get("order_floor_core_sync_us")
-    mono = m.get("saga_monolith_sqlite_fixed_load_cpu_vs_core_sync_floor")
-    if floor_us is not None and mono is not None:
-        line = (
-            f"- **CPU per order against the storage floor**: SQLAlchemy Core (sync) runs one "
-            f"order's statements in {floor_us / 1000:.1f} ms of CPU; the monolith on SQLite "
-            f"spends {mono:.1f}x that at the fixed load"
+    if floor_us is not None:
+        lines += _against_floor(
+            m,
+            "the storage floor",
+            f"SQLAlchemy Core (sync) runs one order's statements in {floor_us / 1000:.1f} ms "
+            "of CPU; the monolith on SQLite",
+            "sqlite_fixed_load_cpu_vs_core_sync_floor",
+            digits=1,
         )
-        split = m.get("saga_split_http_sqlite_fixed_load_cpu_vs_core_sync_floor")
-        if split is not None:
-            line += f", split-http {split:.1f}x"
-        lines.append(line + " (every process, the REST API and the polls included).")
     pg_floor_us = m.get("order_floor_pg_core_async_paced_us")
-    pg_mono = m.get("saga_monolith_postgresql_fixed_load_cpu_vs_pg_core_async_paced_floor")
-    if pg_floor_us is not None and pg_mono is not None:
-        line = (
-            f"- **CPU per order against the PostgreSQL storage floor**: SQLAlchemy Core async "
-            f"on asyncpg runs one order's statements in {pg_floor_us / 1000:.1f} ms of CPU at "
-            f"20 orders/s (raw asyncpg {m['order_floor_pg_asyncpg_paced_us'] / 1000:.1f} ms); "
-            f"the monolith on PostgreSQL spends {pg_mono:.2f}x that at the fixed load"
+    if pg_floor_us is not None:
+        lines += _against_floor(
+            m,
+            "the PostgreSQL storage floor",
+            f"SQLAlchemy Core async on asyncpg runs one order's statements in "
+            f"{pg_floor_us / 1000:.1f} ms of CPU at 20 orders/s (raw asyncpg "
+            f"{m['order_floor_pg_asyncpg_paced_us'] / 1000:.1f} ms); the monolith on PostgreSQL",
+            "postgresql_fixed_load_cpu_vs_pg_core_async_paced_floor",
+            digits=2,
         )
-        split = m.get("saga_split_http_postgresql_fixed_load_cpu_vs_pg_core_async_paced_floor")
-        if split is not None:
-            line += f", split-http {split:.2f}x"
-        lines.append(line + " (every process, the REST API and the polls included).")
     if m.get("monolith_rss_idle_mib") is not None:
         line = f"- **memory**: the monolith idles at {m['monolith_rss_idle_mib']} MiB RSS"
         if m.get("monolith_rss_last_mib") is not None:

@@ -142,7 +142,7 @@ class Database:
         if self._kept is not None:
             return LoopConnection(self._kept)
         if self._pg_kept is not None:
-            return PgConnection(self._pg_kept, self.engine.dialect, autocommit)
+            return PgConnection(self._pg_kept, autocommit)
         return self.engine.connect()
 
     @property

@@ -42,12 +42,13 @@ class PgKeptConnections:
     finds none of its own kind.
     """
 
-    __slots__ = ("_capacity", "_engines", "_idle", "_keep", "_waiting")
+    __slots__ = ("_capacity", "_engines", "_idle", "_keep", "_waiting", "dialect")
 
     def __init__(
         self, engine: AsyncEngine, autocommit_engine: AsyncEngine, keep: int, capacity: int
     ) -> None:
         self._engines = (engine, autocommit_engine)
+        self.dialect = engine.dialect
         self._idle: tuple[list[AsyncConnection], list[AsyncConnection]] = ([], [])
         self._keep = keep
         #: How many connections the pool opens at most.
@@ -143,21 +144,19 @@ async def _end(connection: AsyncConnection, *, commit: bool) -> None:
     nothing and only does its bookkeeping (its commit and rollback events included)."""
     sync = connection.sync_connection
     assert sync is not None
-    if sync.invalidated:
-        # Lost: nothing to send, and no adapter to ask. SQLAlchemy's own call ends the
-        # transaction (a rollback) or says it cannot (a commit).
-        sync.commit() if commit else sync.rollback()
-        return
-    adapter: Any = sync.connection.dbapi_connection
-    transaction = adapter._transaction
-    if transaction is not None:
-        ending = transaction.commit if commit else transaction.rollback
-        try:
-            await adapter._call_and_discard(ending)  # forgets the transaction either way
-        except Exception as error:
-            raise await _translated(
-                error, "COMMIT" if commit else "ROLLBACK", connection, adapter
-            ) from error
+    # A lost connection has nothing to send and no adapter to ask: SQLAlchemy's own call
+    # ends its transaction (a rollback) or says it cannot (a commit).
+    if not sync.invalidated:
+        adapter: Any = sync.connection.dbapi_connection
+        transaction = adapter._transaction
+        if transaction is not None:
+            ending = transaction.commit if commit else transaction.rollback
+            try:
+                await adapter._call_and_discard(ending)  # forgets the transaction either way
+            except Exception as error:
+                raise await _translated(
+                    error, "COMMIT" if commit else "ROLLBACK", connection, adapter
+                ) from error
     if commit:
         sync.commit()
     else:
@@ -172,7 +171,7 @@ class PgTransaction:
 
     __slots__ = ("_connection",)
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: PgConnection) -> None:
         self._connection = connection
 
     def __await__(self) -> Generator[Any, None, PgTransaction]:
@@ -186,7 +185,7 @@ class PgTransaction:
 
     async def __aexit__(self, kind: Any, error: Any, traceback: Any) -> None:
         if self._connection.in_transaction():
-            await _end(self._connection, commit=kind is None)
+            await self._connection.end(commit=kind is None)
 
     def _begin(self) -> None:
         sync = self._connection.sync_connection
@@ -201,13 +200,13 @@ class PgConnection:
 
     __slots__ = ("_autocommit", "_connection", "_dialect", "_failed", "_kept")
 
-    def __init__(self, kept: PgKeptConnections, dialect: Any, autocommit: bool = False) -> None:
+    def __init__(self, kept: PgKeptConnections, autocommit: bool = False) -> None:
         self._kept: PgKeptConnections | None = kept
         self._autocommit = autocommit
         #: How a statement, commit or rollback on it last failed, if it did: its connection
         #: is then not kept, and one left mid-operation is given up.
         self._failed: Failure | None = None
-        self._dialect: Any = dialect  # asyncpg's, with its private parts
+        self._dialect: Any = kept.dialect  # asyncpg's, with its private parts
         self._connection: AsyncConnection = None  # type: ignore[assignment]
 
     def __await__(self) -> Generator[Any, None, PgConnection]:
@@ -230,15 +229,16 @@ class PgConnection:
         return getattr(self._connection, name)
 
     def begin(self) -> PgTransaction:
-        return PgTransaction(self._connection)
+        return PgTransaction(self)
 
     async def commit(self) -> None:
-        await self._end(commit=True)
+        await self.end(commit=True)
 
     async def rollback(self) -> None:
-        await self._end(commit=False)
+        await self.end(commit=False)
 
-    async def _end(self, *, commit: bool) -> None:
+    async def end(self, *, commit: bool) -> None:
+        """Commit or roll back (``_end``), remembering a failure for ``close``."""
         try:
             await _end(self._connection, commit=commit)
         except BaseException as error:
@@ -297,10 +297,7 @@ class PgConnection:
                 return HotResult(hot.rows_of(attributes, records), -1)
             return HotResult([], _rowcount(prepared.get_statusmsg()))
         except Exception as error:
-            raise await self._wrapped(error, sql, adapter) from error
-
-    async def _wrapped(self, error: Exception, sql: str, adapter: Any) -> Exception:
-        return await _translated(error, sql, self._connection, adapter)
+            raise await _translated(error, sql, self._connection, adapter) from error
 
 
 async def _translated(

@@ -7,6 +7,7 @@ lost connection (issue 12)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,25 +29,29 @@ pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 _PID = text("SELECT pg_backend_pid()")
 
 
-async def _database(pool_size: int = 16) -> Database:
+@contextlib.asynccontextmanager
+async def _opened(pool_size: int) -> AsyncIterator[Database]:
     database = await open_database(require_postgres(), pool_size=pool_size)
     await database.create_all([metadata])
-    return database
+    try:
+        yield database
+    finally:
+        # Every connection closed first: one left in a transaction would hold DROP SCHEMA.
+        await database.dispose()
+        await drop_database(database)
 
 
 @pytest.fixture
 async def database() -> AsyncIterator[Database]:
-    database = await _database()
-    try:
+    async with _opened(pool_size=16) as database:
         yield database
-    finally:
-        await _drop(database)
 
 
-async def _drop(database: Database) -> None:
-    # Every connection closed first: one left in a transaction would hold DROP SCHEMA back.
-    await database.dispose()
-    await drop_database(database)
+@pytest.fixture
+async def small_database() -> AsyncIterator[Database]:
+    """Four connections at most (three kept by the pool, one for bursts), one kept here."""
+    async with _opened(pool_size=4) as database:
+        yield database
 
 
 def _saga(order_id: str) -> dict[str, Any]:
@@ -104,41 +109,37 @@ async def test_a_connection_lost_at_commit_is_not_kept(database: Database) -> No
     assert await _visible(database, "o-2")
 
 
-async def test_a_caller_waiting_for_the_pool_gets_the_next_connection_given_back() -> None:
-    # Four connections at most (three kept by the pool, one for bursts), one kept here.
-    database = await _database(pool_size=4)
-    try:
-        held = [await database.connect() for _ in range(4)]
-        waiting = asyncio.create_task(write_transaction(database).__aenter__())
-        await asyncio.sleep(0.1)
-        assert not waiting.done()  # the pool is empty: it waits
-        await held.pop().close()  # kept here would leave it waiting for the pool's 10 s
-        connection = await asyncio.wait_for(waiting, 5)
-        await connection.execute(ADD, _saga("o-1"))
-        await connection.commit()
-        for other in held:
-            await other.close()
-        assert await _visible(database, "o-1")
-    finally:
-        await _drop(database)
+async def _write(database: Database, order_id: str) -> None:
+    async with write_transaction(database) as connection:
+        await connection.execute(ADD, _saga(order_id))
 
 
-async def test_a_connection_kept_for_the_other_kind_of_work_is_given_up_for_a_caller() -> None:
-    database = await _database(pool_size=4)
-    try:
-        async with one_statement(database) as connection:  # kept, in autocommit mode
-            await connection.execute(ONE, {"order_id": "o-1"})
-        held = [await database.connect() for _ in range(3)]  # the rest of the pool
-        # No transactional connection is kept and the pool is empty: the autocommit one
-        # goes back to the pool for this unit of work.
-        unit = await asyncio.wait_for(write_transaction(database).__aenter__(), 5)
-        await unit.execute(ADD, _saga("o-1"))
-        await unit.commit()
-        for other in held:
-            await other.close()
-        assert await _visible(database, "o-1")
-    finally:
-        await _drop(database)
+async def test_a_caller_waiting_for_the_pool_gets_the_next_connection_given_back(
+    small_database: Database,
+) -> None:
+    held = [await small_database.connect() for _ in range(4)]
+    waiting = asyncio.create_task(_write(small_database, "o-1"))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()  # the pool is empty: it waits
+    await held.pop().close()  # kept here would leave it waiting for the pool's 10 s
+    await asyncio.wait_for(waiting, 5)
+    for other in held:
+        await other.close()
+    assert await _visible(small_database, "o-1")
+
+
+async def test_a_connection_kept_for_the_other_kind_of_work_is_given_up_for_a_caller(
+    small_database: Database,
+) -> None:
+    async with one_statement(small_database) as connection:  # kept, in autocommit mode
+        await connection.execute(ONE, {"order_id": "o-1"})
+    held = [await small_database.connect() for _ in range(3)]  # the rest of the pool
+    # No transactional connection is kept and the pool is empty: the autocommit one goes
+    # back to the pool for this unit of work.
+    await asyncio.wait_for(_write(small_database, "o-1"), 5)
+    for other in held:
+        await other.close()
+    assert await _visible(small_database, "o-1")
 
 
 async def test_a_connection_cut_off_mid_statement_is_given_up(database: Database) -> None:
