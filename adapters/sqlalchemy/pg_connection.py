@@ -188,9 +188,7 @@ class PgTransaction:
             await self._connection.end(commit=kind is None)
 
     def _begin(self) -> None:
-        sync = self._connection.sync_connection
-        assert sync is not None
-        sync.begin()
+        self._connection._sql_begin()
 
 
 class PgConnection:
@@ -230,6 +228,16 @@ class PgConnection:
 
     def begin(self) -> PgTransaction:
         return PgTransaction(self)
+
+    def _sql_begin(self, *, autobegin: bool = False) -> None:
+        """SQLAlchemy's ``begin`` (``autobegin``: only if no transaction is under way, as
+        its autobegin). Not on an autocommit connection: there it sends nothing either, and
+        its bookkeeping, with the rollback that ends it when the connection is given back,
+        cost as much CPU as the statement (issue 12)."""
+        sync = self._connection.sync_connection
+        assert sync is not None, "the connection is not started"
+        if not self._autocommit and not (autobegin and sync.in_transaction()):
+            sync.begin()
 
     async def commit(self) -> None:
         await self.end(commit=True)
@@ -274,18 +282,16 @@ class PgConnection:
     async def run_hot(self, hot: HotStatement, parameters: Parameters) -> HotResult:
         """Run a statement compiled once (``hot_sql``) on this connection's asyncpg
         connection."""
-        connection = self._connection.sync_connection
-        assert connection is not None, "the connection is not started"
-        if not connection.in_transaction():
-            connection.begin()  # as SQLAlchemy's autobegin: the same transaction boundaries
+        self._sql_begin(autobegin=True)  # the same transaction boundaries as SQLAlchemy's
+        connection: Any = self._connection.sync_connection
         adapter: Any = connection.connection.dbapi_connection
         sql, values, many = hot.prepare(parameters)
         announce = connection.dispatch.before_cursor_execute
         if announce:  # the statement counter, when it is on
             announce(connection, None, sql, values, None, many)
         try:
-            if adapter._transaction is None:
-                await adapter._start_transaction()  # BEGIN, unless in autocommit mode
+            if adapter._transaction is None and not self._autocommit:
+                await adapter._start_transaction()  # BEGIN
             if many:
                 await adapter._connection.executemany(sql, values)
                 return HotResult([], -1)

@@ -66,6 +66,16 @@ _SAVE_SAGA = (
     )
     .values({name: bindparam(name) for name in (*_SAGA_COLUMNS, "version")})
 )
+#: Sagas still waiting, past their deadline (the ``ExpireOrders`` timer's read, every second).
+_EXPIRED = (
+    select(sagas)
+    .where(
+        sagas.c.step.in_([step.value for step in UNSETTLED]),
+        sagas.c.deadline <= bindparam("now"),
+    )
+    .order_by(sagas.c.deadline)
+    .limit(bindparam("limit"))
+)
 _KEY = select(idempotency_keys.c.fingerprint, idempotency_keys.c.order_id).where(
     idempotency_keys.c.customer_id == bindparam("customer_id"),
     idempotency_keys.c.key == bindparam("key"),
@@ -208,12 +218,7 @@ class Sagas:
     async def expired(self, now: float, limit: int) -> list[Saga]:
         """At most ``limit`` unsettled sagas past their deadline, the longest overdue first."""
         connection = await self._transaction.connection()
-        rows = await connection.execute(
-            select(sagas)
-            .where(sagas.c.step.in_([step.value for step in UNSETTLED]), sagas.c.deadline <= now)
-            .order_by(sagas.c.deadline)
-            .limit(limit)
-        )
+        rows = await connection.execute(_EXPIRED, {"now": now, "limit": limit})
         return [_saga(row) for row in rows]
 
     async def save(self, saga: Saga) -> None:
