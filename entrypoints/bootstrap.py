@@ -211,10 +211,13 @@ class _Persistence:
         if module.tables is None:
             return MemoryStorage(self.registry, self.outbox.add), None
         database = _database_of(module, self.database)
-        storage = SqlStorage(database, module.name, self.registry, self.codec, self.clock)
         lease = self.settings.delivery_lease_seconds
+        storage = SqlStorage(
+            database, module.name, self.registry, self.codec, self.clock, lease_seconds=lease
+        )
         relay = self._relay(module.name, SqlOutboxStore(storage, lease_seconds=lease))
         storage.on_commit = relay.notify
+        storage.relay = relay
         return storage, relay
 
     def _relay(self, name: str, store: OutboxStore) -> Relay:

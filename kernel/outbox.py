@@ -28,6 +28,9 @@ class OutboxRecord:
     #: Whether a newer record of its (target, partition) waited behind it when read (None:
     #: unknown); settling one nobody waits behind needs no new read.
     followed: bool | None = None
+    #: For a record handed to the relay as it was committed (``Relay.offer``): the id of the
+    #: newest older record of its (target, partition) still in the outbox then (None: none).
+    behind: int | None = None
 
 
 class OutboxStore(Protocol):

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import ARRAY, BigInteger, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -21,8 +21,10 @@ from kernel.clock import Clock
 from kernel.codec import Codec
 from kernel.errors import ConcurrencyConflict, DuplicateDelivery, Unavailable
 from kernel.messages import Envelope
+from kernel.outbox import OutboxRecord
 from kernel.registry import Registry
-from kernel.routing import fan_out
+from kernel.relay import Relay
+from kernel.routing import PendingDelivery, fan_out
 from kernel.unit_of_work import UnitOfWork
 
 #: What the storage talks to: a ``LoopConnection`` on an inline SQLite file (no greenlet
@@ -81,6 +83,20 @@ async def one_statement(database: Database) -> AsyncIterator[SqlConnection]:
             yield connection
 
 
+#: The columns a unit of work writes into its outbox rows.
+OUTBOX_COLUMNS = (
+    "message_id",
+    "target",
+    "name",
+    "partition",
+    "envelope",
+    "body",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
+
+
 class _Statements:
     """The unit of work's own statements, built once (building one costs more than running
     it on SQLite)."""
@@ -94,7 +110,34 @@ class _Statements:
         self.remember = insert(inbox)
         #: PostgreSQL: check and record in one statement (see ``SqlUnitOfWork.handled``).
         self.check_in = pg_insert(inbox).on_conflict_do_nothing()
-        self.record = insert(tables.outbox)
+        outbox = tables.outbox
+        self.record = insert(outbox)
+        # Records handed to the relay as they commit (``Relay.offer``) come back with their
+        # id and the newest older record of their (target, partition) still in the outbox.
+        # (Written out: SQLAlchemy does not correlate a subquery of RETURNING with the row.)
+        table = outbox.name
+        behind = literal_column(
+            f"(SELECT max(older.id) FROM {table} AS older WHERE older.target = {table}.target"
+            f" AND older.partition = {table}.partition AND older.id < {table}.id)",
+            BigInteger,
+        ).label("behind")
+        handed = (outbox.c.id, outbox.c.message_id, outbox.c.target, behind)
+        #: SQLite: one row (no round trip to save, and ``executemany`` returns nothing).
+        self.record_one = insert(outbox).returning(*handed)
+        #: PostgreSQL: every row in one statement, one array per column.
+        self.record_all = (
+            insert(outbox)
+            .from_select(
+                OUTBOX_COLUMNS,
+                select(
+                    *(
+                        func.unnest(bindparam(name, type_=ARRAY(outbox.c[name].type)))
+                        for name in OUTBOX_COLUMNS
+                    )
+                ),
+            )
+            .returning(*handed)
+        )
         timers = tables.timers
         self.claim_timer = (
             update(timers)
@@ -116,6 +159,7 @@ class SqlStorage:
         codec: Codec,
         clock: Clock,
         on_commit: Callable[[Collection[tuple[str, str | None]]], None] = lambda keys: None,
+        lease_seconds: float = 30.0,
     ) -> None:
         self.database = database
         self.module = module
@@ -125,6 +169,10 @@ class SqlStorage:
         self.codec = codec
         self.clock = clock
         self.on_commit = on_commit
+        #: The relay of this module's outbox, given what this process commits (``offer``).
+        self.relay: Relay | None = None
+        #: How long records handed to the relay are claimed for it (PostgreSQL).
+        self.lease_seconds = lease_seconds
 
     def unit_of_work(
         self, envelope: Envelope, rerun: bool = False, reads_only: bool = False
@@ -154,12 +202,16 @@ class SqlStorage:
                 return False  # another instance claimed the first period
             return True
 
-    def outbox_rows(self, unit: UnitOfWork) -> list[dict[str, Any]]:
+    def outbox_rows(
+        self, unit: UnitOfWork, deliveries: list[PendingDelivery] | None = None
+    ) -> list[dict[str, Any]]:
         now = self.clock.now()
         encode = self.codec.encode_body
         rows = []
         bodies: dict[int, str] = {}
-        for delivery in fan_out(self.registry, unit.envelope, unit.emitted):
+        if deliveries is None:
+            deliveries = fan_out(self.registry, unit.envelope, unit.emitted)
+        for delivery in deliveries:
             key = id(delivery.message)
             body = bodies.get(key)
             if body is None:
@@ -178,6 +230,43 @@ class SqlStorage:
                 }
             )
         return rows
+
+    async def record_handed(
+        self, connection: Any, rows: list[dict[str, Any]], deliveries: list[PendingDelivery]
+    ) -> list[OutboxRecord]:
+        """Write ``rows`` claimed for this process's relay (due only when the claim ends, on
+        PostgreSQL), and return them as the relay's records, for ``Relay.offer``."""
+        statements = self.statements
+        if self.database.is_sqlite:
+            written = [(await connection.execute(statements.record_one, row)).one() for row in rows]
+        else:
+            until = rows[0]["next_attempt_at"] + self.lease_seconds
+            columns = {name: [row[name] for row in rows] for name in OUTBOX_COLUMNS}
+            columns["next_attempt_at"] = [until] * len(rows)
+            written = (await connection.execute(statements.record_all, columns)).all()
+        ids = {(row.message_id, row.target): row for row in written}
+        records = []
+        #: The last record of each (target, partition) in this batch: the statement's reads
+        #: do not see the rows it writes.
+        last: dict[tuple[str, str], int] = {}
+        for delivery in deliveries:
+            row = ids[(delivery.envelope.message_id, delivery.target)]
+            behind = row.behind
+            if delivery.partition is not None:
+                key = (delivery.target, delivery.partition)
+                behind = last.get(key, behind)
+                last[key] = row.id
+            records.append(
+                OutboxRecord(
+                    id=row.id,
+                    target=delivery.target,
+                    envelope=delivery.envelope,
+                    message=delivery.message,
+                    partition=delivery.partition,
+                    behind=behind,
+                )
+            )
+        return records
 
 
 class GuardedConnection:
@@ -304,6 +393,8 @@ class SqlUnitOfWork(UnitOfWork):
             return  # the handler touched nothing durable
         storage = self._storage
         rows: list[dict[str, Any]] = []
+        handed: list[OutboxRecord] = []
+        relay = storage.relay if storage.relay is not None and storage.relay.taking else None
         try:
             connection = await self.connection()
             if self._handled is not None and self._handled != self._recorded:
@@ -320,8 +411,11 @@ class SqlUnitOfWork(UnitOfWork):
                     # A concurrent delivery of the same message won the race.
                     raise DuplicateDelivery(self.envelope.message_id) from error
             if self.emitted:
-                rows = storage.outbox_rows(self)
-                if rows:
+                deliveries = fan_out(storage.registry, self.envelope, self.emitted)
+                rows = storage.outbox_rows(self, deliveries)
+                if rows and relay is not None:
+                    handed = await storage.record_handed(connection, rows, deliveries)
+                elif rows:
                     await connection.execute(storage.statements.record, rows)
             try:
                 await connection.commit()
@@ -335,13 +429,17 @@ class SqlUnitOfWork(UnitOfWork):
                         "whether it committed is unknown"
                     ) from error
                 raise
+            if handed:
+                assert relay is not None
+                # Before anything else runs: no read of the relay's may find them first.
+                relay.offer(handed)
         except DBAPIError as error:
             if is_transient(error):
                 raise ConcurrencyConflict(f"{self.envelope.name}: {error.orig}") from error
             raise
         finally:
             await self._close()
-        if rows:
+        if rows and not handed:
             storage.on_commit({(row["target"], row["partition"]) for row in rows})
 
     async def rollback(self) -> None:
