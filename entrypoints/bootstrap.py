@@ -215,7 +215,7 @@ class _Persistence:
         storage = SqlStorage(
             database, module.name, self.registry, self.codec, self.clock, lease_seconds=lease
         )
-        relay = self._relay(module.name, SqlOutboxStore(storage, lease_seconds=lease))
+        relay = self._relay(module.name, SqlOutboxStore(storage))
         storage.on_commit = relay.notify
         storage.relay = relay
         return storage, relay

@@ -54,12 +54,13 @@ class SqlOutboxStore:
     without claiming.
     """
 
-    def __init__(self, storage: SqlStorage, lease_seconds: float = 30.0) -> None:
+    def __init__(self, storage: SqlStorage, lease_seconds: float | None = None) -> None:
+        """``lease_seconds``: how long a claim lasts (default: the storage's)."""
         self._database = storage.database
         self._tables = storage.tables
         self._codec = storage.codec
         self._clock = storage.clock
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = storage.lease_seconds if lease_seconds is None else lease_seconds
         outbox = self._tables.outbox
         older = outbox.alias("older")
         blocked = exists().where(

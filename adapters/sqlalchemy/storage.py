@@ -171,7 +171,8 @@ class SqlStorage:
         self.on_commit = on_commit
         #: The relay of this module's outbox, given what this process commits (``offer``).
         self.relay: Relay | None = None
-        #: How long records handed to the relay are claimed for it (PostgreSQL).
+        #: How long a relay's claims last (PostgreSQL): those of its reads (``SqlOutboxStore``)
+        #: and those of the records handed to it.
         self.lease_seconds = lease_seconds
 
     def unit_of_work(
@@ -202,15 +203,11 @@ class SqlStorage:
                 return False  # another instance claimed the first period
             return True
 
-    def outbox_rows(
-        self, unit: UnitOfWork, deliveries: list[PendingDelivery] | None = None
-    ) -> list[dict[str, Any]]:
+    def outbox_rows(self, deliveries: list[PendingDelivery]) -> list[dict[str, Any]]:
         now = self.clock.now()
         encode = self.codec.encode_body
         rows = []
         bodies: dict[int, str] = {}
-        if deliveries is None:
-            deliveries = fan_out(self.registry, unit.envelope, unit.emitted)
         for delivery in deliveries:
             key = id(delivery.message)
             body = bodies.get(key)
@@ -412,7 +409,7 @@ class SqlUnitOfWork(UnitOfWork):
                     raise DuplicateDelivery(self.envelope.message_id) from error
             if self.emitted:
                 deliveries = fan_out(storage.registry, self.envelope, self.emitted)
-                rows = storage.outbox_rows(self, deliveries)
+                rows = storage.outbox_rows(deliveries)
                 if rows and relay is not None:
                     handed = await storage.record_handed(connection, rows, deliveries)
                 elif rows:
