@@ -16,6 +16,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
 
+from adapters.http.verified_tokens import VerifiedTokens
 from kernel.messages import Principal
 
 #: Paths that never need a token.
@@ -74,6 +75,7 @@ def jwt_auth(
     return EdgeJWTAuth(
         retrieve_user_handler=principal_resolver(current_roles),
         token_secret=secret,
+        token_cls=VerifiedTokens,
         default_token_expiration=timedelta(seconds=ttl_seconds),
         exclude=PUBLIC_PATHS,
         description="A bearer token from POST /api/v1/identity/login.",
