@@ -1,4 +1,4 @@
-"""Which ASGI server serves the shop: uvicorn as we run it, uvicorn with httptools, granian.
+"""Which ASGI server serves the shop: uvicorn as we run it, uvicorn unguarded, granian.
 
 ``python -m bench.asgi_servers [--quick] [--workloads mix,orders]``, also
 ``python -m bench.run --only asgi``. On a bare litestar endpoint granian answers far more
@@ -7,13 +7,14 @@ requests per second than uvicorn; what matters is the shop, where the app's own 
 monolith (``entrypoints.app:create_app``, SQLite, the in-process bus) in a process of its
 own, each on a fresh database seeded through the API (20 products with stock, 16 customers):
 
-- ``uvicorn-h11``: ``cleave run`` itself, i.e. uvicorn with the guarded h11 protocol and the
-  quiet event loop of ``adapters.http.server.uvicorn_options`` (request-head deadline,
-  connection limit). The baseline: every ratio is against it.
-- ``uvicorn-h11-plain``: the same options with uvicorn's own h11 protocol (no guard: what the
-  guard costs);
-- ``uvicorn-httptools``: the same options with uvicorn's httptools protocol (no guard, a
-  parser in C: what h11 costs);
+- ``uvicorn-guarded``: ``cleave run`` itself, i.e. uvicorn with the guarded httptools
+  protocol and the quiet event loop of ``adapters.http.server.uvicorn_options`` (request-head
+  deadline, connection limit, one write per response). The baseline: every ratio is against
+  it.
+- ``uvicorn-httptools``: the same options with uvicorn's own httptools protocol (no guard:
+  what the guard costs);
+- ``uvicorn-h11``: the same options with uvicorn's h11 protocol (no guard, a parser in
+  Python: what ``cleave run`` used before 2026-12-01);
 - ``granian``: ``granian --interface asgi --factory`` (one worker, the asyncio loop like the
   others, no access log).
 
@@ -64,7 +65,7 @@ from bench.load import ORDER_TIMEOUT, TERMINAL, WAIT_SECONDS, seeded
 from bench.report import Section, fmt
 from bench.timing import Cell, closed_loop, load_average, machine
 
-CONTENDERS = ("uvicorn-h11", "uvicorn-h11-plain", "uvicorn-httptools", "granian")
+CONTENDERS = ("uvicorn-guarded", "uvicorn-httptools", "uvicorn-h11", "granian")
 WORKLOADS = ("mix", "orders")
 CONCURRENCIES = (1, 32)
 POOL = 100
@@ -94,10 +95,10 @@ CLEAR_WIN = 0.15
 
 def command(contender: str, port: int) -> list[str]:
     """How each contender is started: ``cleave run`` for ours, the others as near as can be."""
-    if contender == "uvicorn-h11":
+    if contender == "uvicorn-guarded":
         return [_cleave(), "run", "--host", "127.0.0.1", "--port", str(port)]
-    if contender in ("uvicorn-httptools", "uvicorn-h11-plain"):
-        protocol = contender.removeprefix("uvicorn-").removesuffix("-plain")
+    if contender in ("uvicorn-httptools", "uvicorn-h11"):
+        protocol = contender.removeprefix("uvicorn-")
         return [sys.executable, "-m", "bench.asgi_servers", "--serve", protocol, str(port)]
     if contender == "granian":
         return [
@@ -111,7 +112,7 @@ def command(contender: str, port: int) -> list[str]:
 
 def serve_unguarded(protocol: str, port: int) -> None:
     """``cleave run`` with uvicorn's own ``protocol`` (h11 or httptools) in place of the
-    guarded h11 one: what the guard costs, and what the parser does."""
+    guarded httptools one: what the guard costs, and what the parser does."""
     import uvicorn
 
     from adapters.http.server import ServerLimits, uvicorn_options

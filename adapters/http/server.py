@@ -27,8 +27,7 @@ import resource
 from dataclasses import dataclass
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from adapters.http.one_send import OneSendTransport
 from adapters.http.quiet_log import EveryFewSeconds
@@ -99,13 +98,16 @@ def connection_limit(wanted: int) -> int:
     return min(wanted, fitting)
 
 
-def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a head deadline and a connection limit, sending each
-    response in one write (``one_send``)."""
+def guarded_protocol(header_timeout: float, max_connections: int) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with a head deadline and a connection limit, sending each
+    response in one write (``one_send``).
+
+    httptools rather than h11: h11 parses in Python, and the edge spent about a tenth of the
+    server's CPU per order in it (issue 12: 3.67 -> 3.47 ms per order at 100 orders/s)."""
 
     refusals = EveryFewSeconds(60)
 
-    class GuardedH11Protocol(H11Protocol):
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _head_deadline: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -121,6 +123,8 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
                 transport.write(_BUSY)
                 transport.close()
                 return
+            # Responses are written through the transport the protocol holds when their
+            # request's head completes.
             self.transport = OneSendTransport(transport, self.loop)  # type: ignore[assignment]
             self._await_head()
 
@@ -134,10 +138,15 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
             self._stop_waiting()
             super().connection_lost(exc)
 
+        def _head_awaited(self) -> bool:
+            # The newest complete head makes a cycle (queued behind the one running, if
+            # pipelined), and responses complete in order: once the newest is answered, what
+            # the parser holds, if anything, is a head not complete yet.
+            cycle = self.cycle
+            return (cycle is None or cycle.response_complete) and not self.transport.is_closing()
+
         def _await_head(self) -> None:
-            # Their state is IDLE until a complete request head has arrived (h11 buffers a
-            # partial one): that is the wait the deadline bounds.
-            waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+            waiting = self._head_awaited()
             if waiting and self._head_deadline is None:
                 self._head_deadline = self.loop.call_later(header_timeout, self._too_slow)
             elif not waiting:
@@ -150,10 +159,10 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
 
         def _too_slow(self) -> None:
             self._head_deadline = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            if self._head_awaited():
                 self.transport.close()
 
-    return GuardedH11Protocol
+    return GuardedHttpToolsProtocol
 
 
 _accept_failures = EveryFewSeconds(60)
