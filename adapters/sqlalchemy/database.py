@@ -120,7 +120,12 @@ class Database:
             engines.append(self.loop_engine)
         if counting_enabled():
             for engine in engines:
-                count_statements(engine)
+                announce = count_statements(engine)
+                # The hot path calls the counter itself (``hot_sql``).
+                if engine is self.loop_engine and self._kept is not None:
+                    self._kept.announce = announce
+                elif self._pg_kept is not None:
+                    self._pg_kept.announce = announce
         #: SQLite has one writer at a time. Writers of this process queue on this gate
         #: instead of sleeping in SQLite's busy handler (which cost 6 ms a write here).
         self.writer: WriterGate | None = None

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine, Transaction
 from sqlalchemy.exc import DBAPIError
 
 from adapters.sqlalchemy.hot_sql import HotResult, HotStatement, Parameters, hot_statement
+from adapters.sqlalchemy.statement_counts import Announce
 
 
 class LoopTransaction:
@@ -58,12 +59,14 @@ class KeptConnections:
     limits, closing on dispose).
     """
 
-    __slots__ = ("_engine", "_idle", "_keep")
+    __slots__ = ("_engine", "_idle", "_keep", "announce")
 
     def __init__(self, engine: Engine, keep: int) -> None:
         self._engine = engine
         self._idle: list[Connection] = []
         self._keep = keep
+        #: The statement counter, when it is on (``statement_counts``).
+        self.announce: Announce | None = None
 
     def take(self) -> Connection:
         idle = self._idle
@@ -102,10 +105,11 @@ class LoopConnection:
     ``engine.connect()`` is. Results are sync ``Result``s, as an ``AsyncConnection``'s are.
     """
 
-    __slots__ = ("_kept", "sync_connection")
+    __slots__ = ("_announce", "_kept", "sync_connection")
 
     def __init__(self, kept: KeptConnections) -> None:
         self._kept: KeptConnections | None = kept
+        self._announce = kept.announce
         self.sync_connection: Connection = kept.take()
 
     def __await__(self) -> Generator[Any, None, LoopConnection]:
@@ -159,8 +163,10 @@ class LoopConnection:
         sql, values, many = hot.prepare(parameters)
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            announce = connection.dispatch.before_cursor_execute
-            if announce:  # the statement counter, when it is on
+            # The statement counter, when it is on; else any ``before_cursor_execute``
+            # listeners, through SQLAlchemy's dispatch.
+            announce = self._announce or connection.dispatch.before_cursor_execute
+            if announce:
                 announce(connection, cursor, sql, values, None, many)
             try:
                 if many:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sqlalchemy.hot_sql import HotResult, HotStatement, Parameters, hot_statement
+from adapters.sqlalchemy.statement_counts import Announce
 
 
 class PgKeptConnections:
@@ -42,7 +43,7 @@ class PgKeptConnections:
     finds none of its own kind.
     """
 
-    __slots__ = ("_capacity", "_engines", "_idle", "_keep", "_waiting", "dialect")
+    __slots__ = ("_capacity", "_engines", "_idle", "_keep", "_waiting", "announce", "dialect")
 
     def __init__(
         self, engine: AsyncEngine, autocommit_engine: AsyncEngine, keep: int, capacity: int
@@ -55,6 +56,8 @@ class PgKeptConnections:
         self._capacity = capacity
         #: Callers waiting for the pool right now.
         self._waiting = 0
+        #: The statement counter, when it is on (``statement_counts``).
+        self.announce: Announce | None = None
 
     async def take(self, autocommit: bool) -> AsyncConnection:
         idle = self._idle[autocommit]
@@ -196,7 +199,7 @@ class PgConnection:
     entered as ``engine.connect()`` is, whose statements used before run on the asyncpg
     connection underneath."""
 
-    __slots__ = ("_autocommit", "_connection", "_dialect", "_failed", "_kept")
+    __slots__ = ("_announce", "_autocommit", "_connection", "_dialect", "_failed", "_kept")
 
     def __init__(self, kept: PgKeptConnections, autocommit: bool = False) -> None:
         self._kept: PgKeptConnections | None = kept
@@ -205,6 +208,7 @@ class PgConnection:
         #: is then not kept, and one left mid-operation is given up.
         self._failed: Failure | None = None
         self._dialect: Any = kept.dialect  # asyncpg's, with its private parts
+        self._announce = kept.announce
         self._connection: AsyncConnection = None  # type: ignore[assignment]
 
     def __await__(self) -> Generator[Any, None, PgConnection]:
@@ -286,8 +290,10 @@ class PgConnection:
         connection: Any = self._connection.sync_connection
         adapter: Any = connection.connection.dbapi_connection
         sql, values, many = hot.prepare(parameters)
-        announce = connection.dispatch.before_cursor_execute
-        if announce:  # the statement counter, when it is on
+        # The statement counter, when it is on; else any ``before_cursor_execute`` listeners,
+        # through SQLAlchemy's dispatch.
+        announce = self._announce or connection.dispatch.before_cursor_execute
+        if announce:
             announce(connection, None, sql, values, None, many)
         try:
             if adapter._transaction is None and not self._autocommit:
