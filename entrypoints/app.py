@@ -23,6 +23,7 @@ from adapters.http.auth import jwt_auth, provide_principal, role_guard
 from adapters.http.metrics import metrics_route
 from adapters.http.openapi import StrictStructSchemaPlugin, describe_edge
 from adapters.http.problems import EXCEPTION_HANDLERS, refuse_nul_characters
+from adapters.http.request_metrics import RequestMetrics
 from adapters.http.slow_clients import body_deadline
 from adapters.http.throttle import Throttle, storage_uri
 from adapters.observability.http_spans import request_spans
@@ -38,12 +39,13 @@ from kernel.runtime import Runtime
 log = logging.getLogger("cleave.app")
 
 #: Requests by method, route template and status, and their latency (litestar's Prometheus
-#: middleware; probes and scrapes are left out).
+#: metrics, counted by ``RequestMetrics``; probes and scrapes are left out).
 HTTP_METRICS = PrometheusConfig(
     app_name="cleave",
     prefix="cleave_http",
     group_path=True,
     exclude=["^/metrics$", "^/health/"],
+    middleware_class=RequestMetrics,
 )
 
 
