@@ -131,7 +131,9 @@ class HotStatement:
 
     def text(self, parameters: Mapping[str, Any]) -> tuple[str, _Order]:
         """The SQL to run with ``parameters``, and where each ``?`` takes its value."""
-        lengths = tuple(len(parameters[name]) for name in self._expanding)
+        expanding = self._expanding
+        # Most statements have no ``IN`` list: no generator to build for them.
+        lengths = tuple([len(parameters[name]) for name in expanding]) if expanding else ()
         found = self._texts.get(lengths)
         if found is None:
             found = self._expand(lengths)
