@@ -63,6 +63,7 @@ class HotStatement:
         "_fields",
         "_processors",
         "_texts",
+        "counts_only",
         "is_dml",
         "row",
         "statement",
@@ -111,6 +112,9 @@ class HotStatement:
             self._texts[()] = (compiled.string, self._order([(name, None) for name in names]))
         columns = compiled._result_columns or []
         self._columns = columns
+        #: DML without ``RETURNING``: all it answers is how many rows it touched. (A textual
+        #: SELECT has no known columns either: it is no DML.)
+        self.counts_only: bool = self.is_dml and not columns
         #: The rows' field names, as SQLAlchemy's rows name them.
         self._fields: tuple[str, ...] | None = None
         if columns:

@@ -5,7 +5,8 @@ context and its asyncpg cursor adapter before asyncpg sends it: about as much CP
 asyncpg's own work (ADR 17). A statement of the hot path (``hot_sql``) skips them: its text,
 compiled once, goes to the prepared statement the adapter keeps for that text on this
 connection, inside the transaction SQLAlchemy began (its ``BEGIN`` sent on the first
-statement, as the adapter sends it). Savepoints and every other statement stay SQLAlchemy's.
+statement, as the adapter sends it, or with it when that statement answers only a count:
+``begin_with``). Savepoints and every other statement stay SQLAlchemy's.
 
 Every step SQLAlchemy's async layer takes through a greenlet cost more here than its work:
 a new greenlet maps a fresh frame stack (``mmap``, page faults, ``munmap``: about 8 µs in
@@ -25,6 +26,7 @@ from typing import Any, Literal
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters.sqlalchemy.begin_with import begin_with, can_begin_with, inlined
 from adapters.sqlalchemy.hot_sql import HotResult, HotStatement, Parameters, hot_statement
 from adapters.sqlalchemy.statement_counts import Announce
 
@@ -297,6 +299,11 @@ class PgConnection:
             announce(connection, None, sql, values, None, many)
         try:
             if adapter._transaction is None and not self._autocommit:
+                if hot.counts_only and not many and can_begin_with(adapter):
+                    # Its first statement answers only a count: sent with its BEGIN.
+                    statement = inlined(sql, values)
+                    if statement is not None:
+                        return HotResult([], _rowcount(await begin_with(adapter, statement)))
                 await adapter._start_transaction()  # BEGIN
             if many:
                 await adapter._connection.executemany(sql, values)
