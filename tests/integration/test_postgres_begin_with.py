@@ -132,6 +132,8 @@ async def test_a_first_statement_that_fails_is_rolled_back_and_the_connection_wo
             async with database.connect() as connection, connection.begin():
                 await connection.execute(remember, row)
         assert raised.value.orig.sqlstate == "23505"  # type: ignore[union-attr]
+        # The error shows the statement with its placeholders, not the values written in.
+        assert "m-twice" not in str(raised.value) and "$2" in str(raised.value)
         # The same kept connection serves the next unit of work, in a new transaction.
         async with database.connect() as connection, connection.begin():
             await connection.execute(remember, {**row, "message_id": "m-after"})
