@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.payments.http_provider import HttpPaymentProvider
 from adapters.payments.sandbox import SandboxPaymentProvider
+from adapters.sqlalchemy import pg_connection
 from adapters.sqlalchemy.statement_counts import COUNTS, classify
 from kernel import SYSTEM, Principal
 from modules.catalog.contracts import AddProduct
 from modules.inventory.contracts import Restock
 from modules.ordering.contracts import GetOrder, OrderLineRequest, PlaceOrder
 from tests.support.harness import TEST_SETTINGS, running_shop
+from tests.support.services import require_postgres
 
 pytestmark = pytest.mark.anyio
 
@@ -53,6 +56,40 @@ async def test_a_look_at_an_order_with_its_lines_is_one_statement(
         }
     assert [(line.sku, line.quantity) for line in order.lines] == [("TEA", 2), ("JAM", 1)]
     assert ordering_statements == {("ordering", "select", "state"): 1}
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_every_check_in_goes_with_its_begin(
+    counting: None, provider: HttpPaymentProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shop's message ids and handler names are plain enough to be written into the
+    check-in (ADR 17 section 12): a round trip per handled message depends on it."""
+    sent_with_begin = 0
+    begin_with = pg_connection.begin_with
+
+    async def counted(adapter: Any, statement: str) -> str:
+        nonlocal sent_with_begin
+        sent_with_begin += "_inbox " in statement
+        return await begin_with(adapter, statement)
+
+    monkeypatch.setattr(pg_connection, "begin_with", counted)
+    customer = Principal(subject="c", roles=("customer",))
+    async with running_shop(require_postgres(), payment_provider=provider) as runtime:
+        bus = runtime.bus
+        await bus.send(AddProduct(sku="TEA", name="Tea", price_cents=100), principal=SYSTEM)
+        await bus.send(Restock(sku="TEA", quantity=10), principal=SYSTEM)
+        lines = [OrderLineRequest(sku="TEA", quantity=1)]
+        for round_ in range(3):  # the first round uses each statement once (through SQLAlchemy)
+            if round_ == 1:
+                COUNTS.clear()
+                sent_with_begin = 0
+            await bus.send(PlaceOrder(lines=lines, payment_token="tok_ok"), principal=customer)
+            assert await runtime.settle()
+        check_ins = sum(
+            count for key, count in COUNTS.statements.items() if key[1:] == ("insert", "inbox")
+        )
+    assert check_ins >= 12  # two orders, each through six handlers or more
+    assert sent_with_begin == check_ins
 
 
 def test_statements_are_told_apart_by_module_kind_and_table() -> None:
