@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from bench.deployment import ADMIN_EMAIL, ADMIN_PASSWORD, Deployment
-from bench.statements import SqlCounts, per_order, scrape
+from bench.statements import SqlCounts, per_order, round_trips_per_order, scrape
 from bench.timing import percentile
 
 TERMINAL = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
@@ -216,6 +216,12 @@ class LoadResult:
     def transactions_per_order(self) -> float:
         """SQL transactions per settled order (NaN when not counted)."""
         return per_order(self.sql, self.completed)[1]
+
+    @property
+    def round_trips_per_order(self) -> float:
+        """Round trips to the database per settled order (NaN when not counted); only
+        PostgreSQL's are network round trips (``SqlCounts.round_trips``)."""
+        return round_trips_per_order(self.sql, self.completed)
 
     @property
     def completed(self) -> int:

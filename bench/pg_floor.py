@@ -413,6 +413,9 @@ def table(out: dict[str, Any]) -> str:
     for kind in KINDS:
         closed, paced = out[f"{kind}_closed_us"], out[f"{kind}_paced_us"]
         lines.append(f"{LABELS[kind]:34} {closed:>10,.1f} {paced:>10,.1f}")
+    trips = meta["round_trips_per_order"]
+    closed, paced = out["asyncpg_closed_us"] / trips, out["asyncpg_paced_us"] / trips
+    lines.append(f"{'µs CPU / round trip, asyncpg':34} {closed:>10,.1f} {paced:>10,.1f}")
     return "\n".join(lines)
 
 

@@ -315,13 +315,14 @@ def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
             "CPU ms / order",
             "SQL statements / order",
             "SQL transactions / order",
+            "PostgreSQL round trips / order",
             "client CPU cores",
         ],
     )
     for run in runs:
         closed = run.closed
         if closed is None:
-            section.rows.append([run.topology, run.database, _missing(run), *[""] * 8])
+            section.rows.append([run.topology, run.database, _missing(run), *[""] * 9])
             continue
         section.rows.append(
             [
@@ -335,6 +336,7 @@ def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
                 _ms(closed.cpu_ms_per_order),
                 _ms(closed.statements_per_order),
                 _ms(closed.transactions_per_order),
+                _round_trips(run, closed),
                 f"{closed.client_cores:.2f}",
             ]
         )
@@ -346,7 +348,10 @@ def _throughput(runs: list[Run], plan: SagaPlan) -> Section:
         "order is the CPU of every process of the deployment over the loop divided by the "
         "orders settled; SQL statements and transactions / order the same for the statements "
         "every process serving HTTP ran (cleave_sql_*_total on /metrics, counted with "
-        "CLEAVE_BENCH_COUNT_SQL=1; a process without /metrics is not counted)."
+        "CLEAVE_BENCH_COUNT_SQL=1; a process without /metrics is not counted). PostgreSQL "
+        "round trips / order: statements + BEGINs sent on their own + COMMITs and "
+        "ROLLBACKs (a BEGIN sent with its transaction's first statement is no round trip of "
+        "its own; ADR 17 section 12); each one costs the client a write, a wait and a read."
     )
     section.metrics = _metrics(runs)
     by_key = {(run.topology, run.database): run for run in runs}
@@ -414,6 +419,7 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
             "CPU ms / order",
             "SQL statements / order",
             "SQL transactions / order",
+            "PostgreSQL round trips / order",
             "p50 ms",
             "p99 ms",
             "client CPU cores",
@@ -422,7 +428,7 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
     for run in runs:
         opened = run.open
         if opened is None:
-            section.rows.append([run.topology, run.database, _missing(run), *[""] * 8])
+            section.rows.append([run.topology, run.database, _missing(run), *[""] * 9])
             continue
         section.rows.append(
             [
@@ -434,6 +440,7 @@ def _fixed_load(runs: list[Run], plan: SagaPlan, load: OfferedLoad) -> Section:
                 _ms(opened.cpu_ms_per_order),
                 _ms(opened.statements_per_order),
                 _ms(opened.transactions_per_order),
+                _round_trips(run, opened),
                 fmt(opened.latency_ms(0.50), 1),
                 fmt(opened.latency_ms(0.99), 1),
                 f"{opened.client_cores:.2f}",
@@ -552,6 +559,8 @@ def _against_floor(
             section.notes.append(
                 f"the PostgreSQL storage floor was not measured: {pg_floor.missing}"
             )
+        else:
+            section.notes += _round_trip_notes(runs, pg_floor, section.metrics)
     for run in runs:
         key = f"saga_{run.topology.replace('-', '_')}_{run.database}"
         for label, result, suffix in (
@@ -639,7 +648,44 @@ def _metrics(runs: list[Run]) -> dict[str, float | None]:
             metrics[f"{key}_{label}transactions_per_order"] = (
                 _round(result.transactions_per_order) if result else None
             )
+            if run.database == "postgresql":
+                metrics[f"{key}_{label}round_trips_per_order"] = (
+                    _round(result.round_trips_per_order) if result else None
+                )
     return metrics
+
+
+def _round_trip_notes(
+    runs: list[Run], pg_floor: floor.Floor, metrics: dict[str, float | None]
+) -> list[str]:
+    """What one round trip to PostgreSQL costs raw asyncpg on this machine, and what the
+    monolith's round trips would cost at that price alone: on PostgreSQL, CPU per order
+    follows the round trips, whose price moves with the machine far more than Python's."""
+    trips = pg_floor.meta.get("round_trips_per_order")
+    paced = pg_floor.us.get("asyncpg_paced_us")
+    if not trips or paced is None:
+        return []
+    each = paced / trips
+    metrics["pg_floor_asyncpg_paced_us_per_round_trip"] = round(each, 1)
+    note = (
+        f"one round trip costs raw asyncpg {each:.0f} µs of CPU at 20 orders/s on this "
+        f"machine (the PostgreSQL floor's asyncpg figure over its {trips} round trips)"
+    )
+    mono = next((r for r in runs if r.topology == "monolith" and r.database == "postgresql"), None)
+    if mono is not None and mono.open is not None:
+        shop = mono.open.round_trips_per_order
+        if not math.isnan(shop):
+            note += (
+                f"; the monolith's {shop:.1f} round trips per order at its fixed load would "
+                f"cost {shop * each / 1000:.1f} ms at that price alone, of its "
+                f"{mono.open.cpu_ms_per_order:.1f} ms"
+            )
+    return [note + "."]
+
+
+def _round_trips(run: Run, result: LoadResult) -> str:
+    """Round trips to PostgreSQL per order: SQLite has none (its calls are in process)."""
+    return _ms(result.round_trips_per_order) if run.database == "postgresql" else "-"
 
 
 def _round(value: float) -> float | None:

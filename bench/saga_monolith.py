@@ -37,13 +37,16 @@ def signal_servers(deployment: Deployment, signal_number: int) -> None:
         process.send_signal(signal_number)
 
 
-def line(label: str, result: LoadResult) -> str:
+def line(label: str, result: LoadResult, database: DatabaseKind) -> str:
     """One loop's figures."""
+    trips = ""
+    if database == "postgresql":
+        trips = f" / {result.round_trips_per_order:4.1f} round trips"
     return (
         f"{label:<7} {result.per_second:6.1f} orders/s  {result.cpu_ms_per_order:5.1f} ms CPU/order"
         f"  p50 {result.latency_ms(0.5):6.1f} ms  p99 {result.latency_ms(0.99):6.1f} ms"
         f"  {result.statements_per_order:5.1f} statements / {result.transactions_per_order:4.1f}"
-        f" transactions per order  ({result.completed} settled, {result.failed} failed)"
+        f" transactions{trips} per order  ({result.completed} settled, {result.failed} failed)"
     )
 
 
@@ -65,8 +68,8 @@ async def once(database: DatabaseKind) -> None:
         fixed = await open_loop(shop, deployment, rate=RATE, duration=DURATION, poll=POLL)
         signal_servers(deployment, signal.SIGUSR2)
     print(f"load average {load_average()}", flush=True)
-    print(line("closed", closed), flush=True)
-    print(line(f"{RATE:g}/s", fixed), flush=True)
+    print(line("closed", closed, database), flush=True)
+    print(line(f"{RATE:g}/s", fixed, database), flush=True)
 
 
 def main(argv: list[str]) -> int:

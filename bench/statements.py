@@ -20,10 +20,14 @@ class SqlCounts:
 
     statements: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     transactions: Counter[str] = field(default_factory=Counter)
+    #: PostgreSQL transactions whose BEGIN went with their first statement, by module.
+    begun_with: Counter[str] = field(default_factory=Counter)
 
     def __sub__(self, before: SqlCounts) -> SqlCounts:
         return SqlCounts(
-            self.statements - before.statements, self.transactions - before.transactions
+            self.statements - before.statements,
+            self.transactions - before.transactions,
+            self.begun_with - before.begun_with,
         )
 
     @property
@@ -33,6 +37,13 @@ class SqlCounts:
     @property
     def total_transactions(self) -> int:
         return sum(self.transactions.values())
+
+    @property
+    def round_trips(self) -> int:
+        """Round trips to PostgreSQL: each statement, each BEGIN not sent with its first
+        statement, each COMMIT or ROLLBACK (on SQLite, which has none, the same sum
+        counts the calls into it)."""
+        return self.total_statements + 2 * self.total_transactions - sum(self.begun_with.values())
 
 
 def parse(text: str) -> SqlCounts:
@@ -45,6 +56,8 @@ def parse(text: str) -> SqlCounts:
                 counts.statements[key] += int(sample.value)
             elif sample.name == "cleave_sql_transactions_total":
                 counts.transactions[sample.labels["module"]] += int(sample.value)
+            elif sample.name == "cleave_sql_begun_with_statement_total":
+                counts.begun_with[sample.labels["module"]] += int(sample.value)
     return counts
 
 
@@ -62,6 +75,7 @@ async def scrape(urls: list[str]) -> SqlCounts | None:
         found = parse(answer.text)
         total.statements.update(found.statements)
         total.transactions.update(found.transactions)
+        total.begun_with.update(found.begun_with)
     if not total.statements:
         return None
     return total
@@ -84,6 +98,14 @@ def statement_report(counts: StatementCounts | SqlCounts, orders: int) -> str:
         + ", ".join(f"{key} {count / each:.1f}" for key, count in by_table.most_common()),
     ]
     return "\n".join(lines)
+
+
+def round_trips_per_order(counts: SqlCounts | None, orders: int) -> float:
+    """Round trips to the database per order (``SqlCounts.round_trips``), NaN when not
+    counted."""
+    if counts is None or not orders:
+        return float("nan")
+    return counts.round_trips / orders
 
 
 def per_order(counts: SqlCounts | None, orders: int) -> tuple[float, float]:

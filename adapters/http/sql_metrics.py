@@ -1,4 +1,5 @@
-"""``/metrics`` families of the SQL statements and transactions this process ran (only when
+"""``/metrics`` families of the SQL statements and transactions this process ran, and of its
+PostgreSQL transactions begun with their first statement (only when
 ``CLEAVE_BENCH_COUNT_SQL`` turns counting on: see ``adapters.sqlalchemy.statement_counts``)."""
 
 from __future__ import annotations
@@ -33,5 +34,14 @@ class StatementCollector:
         )
         for module, count in sorted(self._counts.transactions.items()):
             transactions.add_metric([module], count)
+        begun_with = CounterMetricFamily(
+            "cleave_sql_begun_with_statement",
+            "PostgreSQL transactions whose BEGIN went in one message with their first "
+            "statement, by module (round trips = statements + 2 x transactions - these)",
+            labels=["module"],
+        )
+        for module, count in sorted(self._counts.begun_with.items()):
+            begun_with.add_metric([module], count)
         yield statements
         yield transactions
+        yield begun_with

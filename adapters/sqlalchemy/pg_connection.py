@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sqlalchemy.begin_with import begin_with, can_begin_with, inlined
 from adapters.sqlalchemy.hot_sql import HotResult, HotStatement, Parameters, hot_statement
-from adapters.sqlalchemy.statement_counts import Announce
+from adapters.sqlalchemy.statement_counts import Announce, count_begun_with
 
 
 class PgKeptConnections:
@@ -303,7 +303,10 @@ class PgConnection:
                     # Its first statement answers only a count: sent with its BEGIN.
                     statement = inlined(sql, values)
                     if statement is not None:
-                        return HotResult([], _rowcount(await begin_with(adapter, statement)))
+                        status = await begin_with(adapter, statement)
+                        if self._announce is not None:
+                            count_begun_with(sql)
+                        return HotResult([], _rowcount(status))
                 await adapter._start_transaction()  # BEGIN
             if many:
                 await adapter._connection.executemany(sql, values)

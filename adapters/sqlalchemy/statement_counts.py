@@ -1,6 +1,7 @@
-"""How many SQL statements and transactions this process ran, by module: what the bench
-divides by the orders it placed, so that a regression in CPU per order shows where it comes
-from.
+"""How many SQL statements and transactions this process ran, by module (and on PostgreSQL
+how many transactions sent their ``BEGIN`` with their first statement, which tells its round
+trips): what the bench divides by the orders it placed, so that a regression in CPU per
+order shows where it comes from.
 
 Counting is off unless ``CLEAVE_BENCH_COUNT_SQL=1``: it adds a Python listener to every
 statement. The module is read from the statement's first table (every table carries its
@@ -37,10 +38,17 @@ class StatementCounts:
         #: Transactions that ran at least one statement, by module (of the first statement);
         #: a statement in autocommit mode is none.
         self.transactions: Counter[str] = Counter()
+        #: PostgreSQL transactions whose ``BEGIN`` went in one message with their first
+        #: statement (``begin_with``), by module. Each other transaction pays a round trip
+        #: for its ``BEGIN``, and each one for its ``COMMIT`` or ``ROLLBACK``, so a process's
+        #: round trips to PostgreSQL are its statements + 2 x its transactions - these (a
+        #: statement's first preparation on a connection aside).
+        self.begun_with: Counter[str] = Counter()
 
     def clear(self) -> None:
         self.statements.clear()
         self.transactions.clear()
+        self.begun_with.clear()
 
 
 #: The counts of this process (every engine of it adds to them).
@@ -66,6 +74,11 @@ def classify(statement: str) -> tuple[str, str, str]:
     module, _, rest = table.partition("_")
     role = rest if rest in _ROLES else "state"
     return module, kind, role
+
+
+def count_begun_with(statement: str, counts: StatementCounts = COUNTS) -> None:
+    """Count a transaction whose ``BEGIN`` went with ``statement``, its first."""
+    counts.begun_with[classify(statement)[0]] += 1
 
 
 #: What the hot path (``hot_sql``) calls for each of its statements, with the arguments of

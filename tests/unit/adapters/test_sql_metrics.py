@@ -10,7 +10,11 @@ from sqlalchemy import text
 
 from adapters.http.sql_metrics import StatementCollector
 from adapters.sqlalchemy.database import Database
-from adapters.sqlalchemy.statement_counts import StatementCounts, count_statements
+from adapters.sqlalchemy.statement_counts import (
+    StatementCounts,
+    count_begun_with,
+    count_statements,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -39,3 +43,17 @@ async def test_statements_and_transactions_are_counted_by_module(tmp_path: Path)
     )
     # The writing transaction and the reading one.
     assert 'cleave_sql_transactions_total{module="ordering"} 2.0' in scraped
+
+
+def test_transactions_begun_with_their_first_statement_are_counted_by_module() -> None:
+    counts = StatementCounts()
+    count_begun_with("INSERT INTO ordering_inbox (handler) VALUES ('h')", counts)
+    count_begun_with("INSERT INTO \"payments_inbox\" (handler) VALUES ('h')", counts)
+    count_begun_with("INSERT INTO ordering_inbox (handler) VALUES ('i')", counts)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatementCollector(counts))
+    scraped = generate_latest(registry).decode()
+    assert 'cleave_sql_begun_with_statement_total{module="ordering"} 2.0' in scraped
+    assert 'cleave_sql_begun_with_statement_total{module="payments"} 1.0' in scraped
+    counts.clear()
+    assert not counts.begun_with
