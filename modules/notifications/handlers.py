@@ -59,9 +59,7 @@ async def _notify(
 ) -> None:
     # The inbox drops a redelivered event; this also covers the same fact told by two
     # different events (a republished one has a new message id).
-    if await notifications.exists(message.kind, message.about):
-        return
-    await notifications.add(
+    await notifications.add_once(
         domain.Notification(
             id=new_entity_id(),
             recipient_id=recipient_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from kernel import ConcurrencyConflict, Transaction, conflict_on
@@ -12,40 +12,32 @@ from modules.notifications.domain import Kind, Notification
 from modules.notifications.tables import notifications
 
 # Built once: building a statement (and its cache key) cost more than running it on SQLite.
-_EXISTS = select(notifications.c.id).where(
-    notifications.c.kind == bindparam("kind"), notifications.c.about == bindparam("about")
+# The notification, unless one of its kind about the same thing is stored: the check and the
+# write in one statement (one round trip).
+_ADD_ONCE = insert(notifications).from_select(
+    [column.name for column in notifications.c],
+    select(*(bindparam(column.name, type_=column.type) for column in notifications.c)).where(
+        ~exists().where(
+            notifications.c.kind == bindparam("kind"), notifications.c.about == bindparam("about")
+        )
+    ),
 )
-_ADD = insert(notifications)
 
 
 class Notifications:
     def __init__(self, transaction: Transaction) -> None:
         self._transaction = transaction
 
-    async def exists(self, kind: Kind, about: str) -> bool:
+    async def add_once(self, notification: Notification) -> bool:
+        """Store ``notification`` unless one of its kind about the same thing is stored;
+        whether it was."""
         connection = await self._transaction.connection()
-        found = await connection.execute(_EXISTS, {"kind": kind.value, "about": about})
-        return found.first() is not None
-
-    async def add(self, notification: Notification) -> None:
-        connection = await self._transaction.connection()
-        # The same fact, told twice at once: run again, and the second sees the first.
+        # Told twice at once: both see none, one breaks the unique key and runs again.
         with conflict_on(
             IntegrityError, ConcurrencyConflict(f"{notification.kind} {notification.about} exists")
         ):
-            await connection.execute(
-                _ADD,
-                {
-                    "id": notification.id,
-                    "recipient_id": notification.recipient_id,
-                    "kind": notification.kind.value,
-                    "about": notification.about,
-                    "order_id": notification.order_id,
-                    "subject": notification.subject,
-                    "body": notification.body,
-                    "created_at": notification.created_at,
-                },
-            )
+            result = await connection.execute(_ADD_ONCE, _row(notification))
+        return bool(result.rowcount == 1)
 
     async def of_recipient(self, recipient_id: str, limit: int) -> list[Notification]:
         """The recipient's notifications, newest first."""
@@ -70,3 +62,16 @@ def _notification(row: Any) -> Notification:
         body=row.body,
         created_at=row.created_at,
     )
+
+
+def _row(notification: Notification) -> dict[str, Any]:
+    return {
+        "id": notification.id,
+        "recipient_id": notification.recipient_id,
+        "kind": notification.kind.value,
+        "about": notification.about,
+        "order_id": notification.order_id,
+        "subject": notification.subject,
+        "body": notification.body,
+        "created_at": notification.created_at,
+    }

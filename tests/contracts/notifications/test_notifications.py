@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from kernel import Principal, Unauthenticated
+from kernel import Principal, Transaction, Unauthenticated
+from kernel.messages import message_name, new_envelope
 from modules.identity.contracts import UserRegistered
 from modules.notifications import domain
 from modules.notifications.contracts import ListNotifications, Notification
+from modules.notifications.repository import Notifications
 from modules.ordering.contracts import OrderCancelled, OrderConfirmed, OrderRejected
 from tests.support.harness import running_shop
 
@@ -101,3 +103,39 @@ async def test_notifications_need_a_principal_and_honour_the_limit(
             await bus.ask(ListNotifications())
         assert len(await bus.ask(ListNotifications(limit=2), principal=ADA)) == 2
         assert await bus.ask(ListNotifications(), principal=BOB) == []
+
+
+@pytest.mark.anyio
+async def test_a_fact_told_again_is_not_stored_again(database_url: str) -> None:
+    """The duplicate check and the write are one statement: the second telling stores
+    nothing and raises nothing (no conflict to run again), on every database."""
+    async with running_shop(database_url, hosted=HOSTED) as runtime:
+        assert runtime.receiver is not None
+        storage = runtime.receiver.dispatcher.handler_of(ListNotifications).storage
+        notifications = Notifications(Transaction())
+        stored = []
+        for number in range(2):
+            unit = storage.unit_of_work(new_envelope(message_name(OrderCancelled), 1))
+            token = unit.enter()
+            try:
+                stored.append(
+                    await notifications.add_once(
+                        domain.Notification(
+                            id=f"n-{number}",
+                            recipient_id=ADA.subject,
+                            kind=domain.Kind.ORDER_CANCELLED,
+                            about="o-9",
+                            order_id="o-9",
+                            subject="Your order was cancelled",
+                            body=f"telling {number}",
+                            created_at=float(number),
+                        )
+                    )
+                )
+                await unit.commit()
+            finally:
+                unit.leave(token)
+                await unit.rollback()
+        told = await runtime.bus.ask(ListNotifications(), principal=ADA)
+    assert stored == [True, False]
+    assert [(item.id, item.body) for item in told] == [("n-0", "telling 0")]
