@@ -85,8 +85,7 @@ async def reserve_stock(
             failed_sku=short.sku,
         )
     else:
-        for record in records.values():
-            await stock.save(record)
+        await stock.save_all(list(records.values()))
         reservation = Reservation(
             order_id=command.order_id, status=ReservationStatus.RESERVED, lines=wanted
         )
@@ -108,7 +107,7 @@ async def release_stock(
         records = await stock.get_many(list(reservation.lines))
         for sku, quantity in reservation.lines.items():
             records[sku].release(quantity)
-            await stock.save(records[sku])
+        await stock.save_all([records[sku] for sku in reservation.lines])
         reservation.status = ReservationStatus.RELEASED
         await reservations.save(reservation, ReservationStatus.RESERVED)
     await bus.publish(StockReleased(order_id=command.order_id))
@@ -129,7 +128,7 @@ async def sell_stock(
         records = await stock.get_many(list(reservation.lines))
         for sku, quantity in reservation.lines.items():
             records[sku].sell(quantity)
-            await stock.save(records[sku])
+        await stock.save_all([records[sku] for sku in reservation.lines])
         reservation.status = ReservationStatus.SOLD
         await reservations.save(reservation, ReservationStatus.RESERVED)
     await bus.publish(StockSold(order_id=command.order_id))

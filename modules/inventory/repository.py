@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Update
 
 from kernel import ConcurrencyConflict, Transaction, conflict_on, expect_one_row
 from modules.inventory.domain import Reservation, ReservationStatus, Stock
@@ -29,6 +30,47 @@ _SAVE_STOCK = (
         on_hand=bindparam("on_hand"), reserved=bindparam("reserved"), version=bindparam("version")
     )
 )
+#: How many stock records one statement stores at most (``_save_stocks``); an order's
+#: lines are a handful, and each count has a statement of its own, built once.
+_SAVED_TOGETHER_AT_MOST = 16
+_SAVE_STOCKS: dict[int, Update] = {}
+
+
+def _save_stocks(count: int) -> Update:
+    """One ``UPDATE`` storing ``count`` stock records, each only if its version is still the
+    one read: a round trip for all of them instead of one each."""
+    statement = _SAVE_STOCKS.get(count)
+    if statement is None:
+        skus = range(count)
+
+        def each(column: str) -> Any:
+            kind = stock.c[column].type
+            return case(
+                *(
+                    (stock.c.sku == bindparam(f"sku_{i}"), bindparam(f"{column}_{i}", type_=kind))
+                    for i in skus
+                ),
+                else_=stock.c[column],
+            )
+
+        statement = _SAVE_STOCKS[count] = (
+            update(stock)
+            .where(
+                or_(
+                    *(
+                        and_(
+                            stock.c.sku == bindparam(f"sku_{i}"),
+                            stock.c.version == bindparam(f"expected_{i}"),
+                        )
+                        for i in skus
+                    )
+                )
+            )
+            .values(on_hand=each("on_hand"), reserved=each("reserved"), version=each("version"))
+        )
+    return statement
+
+
 _RESERVATION = select(reservations).where(reservations.c.order_id == bindparam("order_id"))
 _ADD_RESERVATION = insert(reservations)
 _SAVE_RESERVATION = (
@@ -71,6 +113,30 @@ class StockRecords:
                 _ADD_STOCK, {"sku": sku, "on_hand": 0, "reserved": 0, "version": 0}
             )
         return Stock(sku=sku)
+
+    async def save_all(self, records: list[Stock]) -> None:
+        """Store changed stocks together: all of them, or none and ``ConcurrencyConflict`` if
+        someone changed one of them meanwhile."""
+        if len(records) <= 1 or len(records) > _SAVED_TOGETHER_AT_MOST:
+            for record in records:
+                await self.save(record)
+            return
+        values: dict[str, Any] = {}
+        for i, record in enumerate(records):
+            values[f"sku_{i}"] = record.sku
+            values[f"expected_{i}"] = record.version
+            values[f"on_hand_{i}"] = record.on_hand
+            values[f"reserved_{i}"] = record.reserved
+            values[f"version_{i}"] = record.version + 1
+        connection = await self._transaction.connection()
+        result = await connection.execute(_save_stocks(len(records)), values)
+        if result.rowcount != len(records):
+            # Rolled back with the unit of work: none of them is stored.
+            raise ConcurrencyConflict(
+                "stock " + ", ".join(record.sku for record in records) + " changed meanwhile"
+            )
+        for record in records:
+            record.version += 1
 
     async def save(self, record: Stock) -> None:
         """Store a changed stock; ``ConcurrencyConflict`` if someone changed it meanwhile."""

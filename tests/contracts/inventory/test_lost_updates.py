@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TypeVar
 
 import pytest
@@ -90,3 +91,42 @@ async def test_a_second_reservation_of_one_order_is_a_conflict(database_url: str
             with pytest.raises(ConcurrencyConflict, match="reservation order-1 exists") as lost:
                 await within(second, lambda: reservations.add(failed))
             assert second.transient(lost.value)  # run again, it answers what the first did
+
+
+async def test_stocks_stored_together_are_stored_all_or_none(database_url: str) -> None:
+    """An order's stock records go in one statement (one round trip): if one of them changed
+    meanwhile, none of them is stored, and the unit of work runs again."""
+    async with running_shop(database_url, modules=[catalog, inventory]) as runtime:
+        for sku in ("TEA", "JAM", "OAT"):
+            await runtime.bus.send(AddProduct(sku=sku, name=sku, price_cents=100), principal=SYSTEM)
+        assert await runtime.settle()
+        stock = StockRecords(Transaction())
+        async with two_units(runtime) as (first, second):
+            skus = ["TEA", "JAM", "OAT"]
+            first_read = await within(first, lambda: stock.get("JAM"))
+            # Read without locks (``get_many`` would make the first wait on PostgreSQL).
+            second_reads = {sku: await within(second, partial(stock.get, sku)) for sku in skus}
+            assert first_read is not None
+            first_read.restock(5)
+            await within(first, lambda: stock.save(first_read))
+            await first.commit()
+
+            together = [record for record in second_reads.values() if record is not None]
+            for record in together:
+                record.restock(3)
+            with pytest.raises(ConcurrencyConflict, match="changed meanwhile") as lost:
+                await within(second, lambda: stock.save_all(together))
+            assert second.transient(lost.value)
+
+        levels = {sku: (await runtime.bus.ask(GetStock(sku=sku))).on_hand for sku in skus}
+        assert levels == {"TEA": 0, "JAM": 5, "OAT": 0}
+
+        # Nobody in the way: all three are stored, each once.
+        async with two_units(runtime) as (third, _):
+            reads = await within(third, lambda: stock.get_many(skus))
+            for record in reads.values():
+                record.restock(2)
+            await within(third, lambda: stock.save_all(list(reads.values())))
+            await third.commit()
+        levels = {sku: (await runtime.bus.ask(GetStock(sku=sku))).on_hand for sku in skus}
+        assert levels == {"TEA": 2, "JAM": 7, "OAT": 2}
