@@ -4,6 +4,7 @@ PostgreSQL transactions begun with their first statement (only when
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -26,22 +27,23 @@ class StatementCollector:
         )
         for (module, kind, table), count in sorted(self._counts.statements.items()):
             statements.add_metric([module, kind, table], count)
-        transactions = CounterMetricFamily(
+        yield statements
+        yield _by_module(
             "cleave_sql_transactions",
             "SQL transactions this process ran (committed or rolled back, with at least one "
             "statement), by the module of their first statement",
-            labels=["module"],
+            self._counts.transactions,
         )
-        for module, count in sorted(self._counts.transactions.items()):
-            transactions.add_metric([module], count)
-        begun_with = CounterMetricFamily(
+        yield _by_module(
             "cleave_sql_begun_with_statement",
             "PostgreSQL transactions whose BEGIN went in one message with their first "
             "statement, by module (round trips = statements + 2 x transactions - these)",
-            labels=["module"],
+            self._counts.begun_with,
         )
-        for module, count in sorted(self._counts.begun_with.items()):
-            begun_with.add_metric([module], count)
-        yield statements
-        yield transactions
-        yield begun_with
+
+
+def _by_module(name: str, documentation: str, counts: Counter[str]) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=["module"])
+    for module, count in sorted(counts.items()):
+        family.add_metric([module], count)
+    return family
