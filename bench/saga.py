@@ -537,17 +537,17 @@ def _against_floor(
             "fixed_load": pg.ms("sqlalchemy_core_async_paced_us"),
         }
         for key, label in floor.PG_PATHS.items():
-            value = pg.ms(key)
-            if value is None:
+            pg_value = pg.ms(key)
+            if pg_value is None:
                 continue
             mode = "closed" if key.endswith("_closed_us") else "fixed_load"
             own = pg_base[mode]
             section.rows.append(
                 [
                     f"PostgreSQL floor: {label}",
-                    fmt(value, 2),
-                    f"{value / base:.2f}x" if base else "-",
-                    f"{value / own:.2f}x" if own else "-",
+                    fmt(pg_value, 2),
+                    f"{pg_value / base:.2f}x" if base else "-",
+                    f"{pg_value / own:.2f}x" if own else "-",
                 ]
             )
         if pg_floor is None:
