@@ -23,15 +23,8 @@ _STOCKS_FOR_UPDATE = (
     .with_for_update()
 )
 _ADD_STOCK = insert(stock)
-_SAVE_STOCK = (
-    update(stock)
-    .where(stock.c.sku == bindparam("match_sku"), stock.c.version == bindparam("expected"))
-    .values(
-        on_hand=bindparam("on_hand"), reserved=bindparam("reserved"), version=bindparam("version")
-    )
-)
-#: How many stock records one statement stores at most (``_save_stocks``); an order's
-#: lines are a handful, and each count has a statement of its own, built once.
+#: How many stock records one statement stores at most (``_save_stocks``): an order's lines
+#: are a handful, and each count has a statement of its own, built once.
 _SAVED_TOGETHER_AT_MOST = 16
 _SAVE_STOCKS: dict[int, Update] = {}
 
@@ -115,44 +108,28 @@ class StockRecords:
         return Stock(sku=sku)
 
     async def save_all(self, records: list[Stock]) -> None:
-        """Store changed stocks together: all of them, or none and ``ConcurrencyConflict`` if
-        someone changed one of them meanwhile."""
-        if len(records) <= 1 or len(records) > _SAVED_TOGETHER_AT_MOST:
-            for record in records:
-                await self.save(record)
-            return
-        values: dict[str, Any] = {}
-        for i, record in enumerate(records):
-            values[f"sku_{i}"] = record.sku
-            values[f"expected_{i}"] = record.version
-            values[f"on_hand_{i}"] = record.on_hand
-            values[f"reserved_{i}"] = record.reserved
-            values[f"version_{i}"] = record.version + 1
-        connection = await self._transaction.connection()
-        result = await connection.execute(_save_stocks(len(records)), values)
-        if result.rowcount != len(records):
-            # Rolled back with the unit of work: none of them is stored.
-            raise ConcurrencyConflict(
-                "stock " + ", ".join(record.sku for record in records) + " changed meanwhile"
-            )
+        """Store changed stocks together: all of them, or none (the unit of work rolls back)
+        and ``ConcurrencyConflict`` if someone changed one of them meanwhile."""
+        for start in range(0, len(records), _SAVED_TOGETHER_AT_MOST):
+            together = records[start : start + _SAVED_TOGETHER_AT_MOST]
+            connection = await self._transaction.connection()
+            values: dict[str, Any] = {}
+            for i, record in enumerate(together):
+                values[f"sku_{i}"] = record.sku
+                values[f"expected_{i}"] = record.version
+                values[f"on_hand_{i}"] = record.on_hand
+                values[f"reserved_{i}"] = record.reserved
+                values[f"version_{i}"] = record.version + 1
+            result = await connection.execute(_save_stocks(len(together)), values)
+            if result.rowcount != len(together):
+                skus = ", ".join(record.sku for record in together)
+                raise ConcurrencyConflict(f"stock {skus} changed meanwhile")
         for record in records:
             record.version += 1
 
     async def save(self, record: Stock) -> None:
         """Store a changed stock; ``ConcurrencyConflict`` if someone changed it meanwhile."""
-        connection = await self._transaction.connection()
-        result = await connection.execute(
-            _SAVE_STOCK,
-            {
-                "match_sku": record.sku,
-                "expected": record.version,
-                "on_hand": record.on_hand,
-                "reserved": record.reserved,
-                "version": record.version + 1,
-            },
-        )
-        expect_one_row(result.rowcount, f"stock {record.sku}")
-        record.version += 1
+        await self.save_all([record])
 
 
 class Reservations:
