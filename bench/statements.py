@@ -22,12 +22,15 @@ class SqlCounts:
     transactions: Counter[str] = field(default_factory=Counter)
     #: PostgreSQL transactions whose BEGIN went with their first statement, by module.
     begun_with: Counter[str] = field(default_factory=Counter)
+    #: PostgreSQL statements sent in one statement with another, by module.
+    sent_along: Counter[str] = field(default_factory=Counter)
 
     def __sub__(self, before: SqlCounts) -> SqlCounts:
         return SqlCounts(
             self.statements - before.statements,
             self.transactions - before.transactions,
             self.begun_with - before.begun_with,
+            self.sent_along - before.sent_along,
         )
 
     @property
@@ -40,10 +43,15 @@ class SqlCounts:
 
     @property
     def round_trips(self) -> int:
-        """Round trips to PostgreSQL: each statement, each BEGIN not sent with its first
-        statement, each COMMIT or ROLLBACK (on SQLite, which has none, the same sum
-        counts the calls into it)."""
-        return self.total_statements + 2 * self.total_transactions - sum(self.begun_with.values())
+        """Round trips to PostgreSQL: each statement not sent along with another, each BEGIN
+        not sent with its first statement, each COMMIT or ROLLBACK (on SQLite, which has
+        none, the same sum counts the calls into it)."""
+        return (
+            self.total_statements
+            + 2 * self.total_transactions
+            - sum(self.begun_with.values())
+            - sum(self.sent_along.values())
+        )
 
 
 def parse(text: str) -> SqlCounts:
@@ -58,6 +66,8 @@ def parse(text: str) -> SqlCounts:
                 counts.transactions[sample.labels["module"]] += int(sample.value)
             elif sample.name == "cleave_sql_begun_with_statement_total":
                 counts.begun_with[sample.labels["module"]] += int(sample.value)
+            elif sample.name == "cleave_sql_sent_along_statement_total":
+                counts.sent_along[sample.labels["module"]] += int(sample.value)
     return counts
 
 
@@ -76,6 +86,7 @@ async def scrape(urls: list[str]) -> SqlCounts | None:
         total.statements.update(found.statements)
         total.transactions.update(found.transactions)
         total.begun_with.update(found.begun_with)
+        total.sent_along.update(found.sent_along)
     if not total.statements:
         return None
     return total

@@ -26,7 +26,7 @@ from kernel.ids import new_entity_id, new_message_id
 from kernel.messages import SYSTEM, Command, Envelope, Event, Message, Principal, Query
 from kernel.module import Module, Timer
 from kernel.registry import Registry
-from kernel.repositories import conflict_on, expect_one_row
+from kernel.repositories import conflict_on, expect_one_row, write_checked
 from kernel.unit_of_work import Transaction
 
 __all__ = [
@@ -62,4 +62,5 @@ __all__ = [
     "expect_one_row",
     "new_entity_id",
     "new_message_id",
+    "write_checked",
 ]

@@ -1,5 +1,6 @@
 """``/metrics`` families of the SQL statements and transactions this process ran, and of its
-PostgreSQL transactions begun with their first statement (only when
+PostgreSQL transactions begun with their first statement and statements sent along with
+another (only when
 ``CLEAVE_BENCH_COUNT_SQL`` turns counting on: see ``adapters.sqlalchemy.statement_counts``)."""
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class StatementCollector:
             "PostgreSQL transactions whose BEGIN went in one message with their first "
             "statement, by module (round trips = statements + 2 x transactions - these)",
             self._counts.begun_with,
+        )
+        yield _by_module(
+            "cleave_sql_sent_along_statement",
+            "PostgreSQL statements sent in one statement with another (checked writes with "
+            "the outbox's records), by module: round trips are these fewer",
+            self._counts.sent_along,
         )
 
 

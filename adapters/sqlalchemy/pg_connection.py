@@ -20,15 +20,17 @@ nothing: about 0.4 greenlets per order are left (statements on their first use, 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any, Literal
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sqlalchemy.begin_with import begin_with, can_begin_with, inlined
+from adapters.sqlalchemy.held_writes import HeldWrite, composed
 from adapters.sqlalchemy.hot_sql import HotResult, HotStatement, Parameters, hot_statement
-from adapters.sqlalchemy.statement_counts import Announce, count_begun_with
+from adapters.sqlalchemy.statement_counts import Announce, count_begun_with, count_sent_along
+from kernel.errors import ConcurrencyConflict
 
 
 class PgKeptConnections:
@@ -201,7 +203,15 @@ class PgConnection:
     entered as ``engine.connect()`` is, whose statements used before run on the asyncpg
     connection underneath."""
 
-    __slots__ = ("_announce", "_autocommit", "_connection", "_dialect", "_failed", "_kept")
+    __slots__ = (
+        "_announce",
+        "_autocommit",
+        "_connection",
+        "_dialect",
+        "_failed",
+        "_held",
+        "_kept",
+    )
 
     def __init__(self, kept: PgKeptConnections, autocommit: bool = False) -> None:
         self._kept: PgKeptConnections | None = kept
@@ -212,6 +222,8 @@ class PgConnection:
         self._dialect: Any = kept.dialect  # asyncpg's, with its private parts
         self._announce = kept.announce
         self._connection: AsyncConnection = None  # type: ignore[assignment]
+        #: Checked writes held to go with the outbox's records (``held_writes``).
+        self._held: list[tuple[HeldWrite, HotStatement]] = []
 
     def __await__(self) -> Generator[Any, None, PgConnection]:
         yield from self._take().__await__()
@@ -229,7 +241,9 @@ class PgConnection:
         self._connection = await self._kept.take(self._autocommit)
 
     def __getattr__(self, name: str) -> Any:
-        # begin_nested, run_sync, invalidate...: SQLAlchemy's.
+        # begin_nested, run_sync, invalidate...: SQLAlchemy's, which would pass the writes
+        # held here.
+        assert not self._held, f"{name} with writes held: send them first"
         return getattr(self._connection, name)
 
     def begin(self) -> PgTransaction:
@@ -252,7 +266,11 @@ class PgConnection:
         await self.end(commit=False)
 
     async def end(self, *, commit: bool) -> None:
-        """Commit or roll back (``_end``), remembering a failure for ``close``."""
+        """Commit (what is held first) or roll back (what is held forgotten) (``_end``),
+        remembering a failure for ``close``."""
+        if commit and self._held:
+            await self.send_held()
+        self._held.clear()
         try:
             await _end(self._connection, commit=commit)
         except BaseException as error:
@@ -271,8 +289,56 @@ class PgConnection:
                 await self._connection.invalidate()
         await kept.give_back(self._connection, self._autocommit, clean=self._failed is None)
 
+    def hold(self, held: HeldWrite) -> bool:
+        """Hold ``held`` back to go with the outbox's records, if it can be (a statement
+        used before that answers only a count); ``False``: send it now."""
+        if self._autocommit or not isinstance(held.parameters, Mapping):
+            return False
+        hot = hot_statement(held.statement, held.parameters, self._dialect)
+        if hot is None or not hot.counts_only:
+            return False
+        if any(table == held.table for table in (other.table for other, _ in self._held)):
+            # One statement, one snapshot: two parts must not touch one table.
+            return False
+        self._held.append((held, hot))
+        return True
+
+    async def send_held(self) -> None:
+        """Send the held writes now, one statement each, and check them."""
+        held, self._held = self._held, []
+        for write, _ in held:
+            await write.run(self)
+
+    async def execute_with_held(self, statement: Any, parameters: Any) -> Any:
+        """``execute`` a statement that returns at least one row (the outbox's records),
+        with the held writes in the same statement (``held_writes``); their conflicts are
+        raised here."""
+        held, self._held = self._held, []
+        hot = hot_statement(statement, parameters, self._dialect) if held else None
+        if hot is None or hot.counts_only or not isinstance(parameters, Mapping):
+            self._held = held
+            await self.send_held()
+            return await self.execute(statement, parameters)
+        try:
+            return await self.run_hot(hot, parameters, held)
+        except ConcurrencyConflict:
+            raise  # a held write's: the connection is fine, its transaction rolls back
+        except IntegrityError as error:
+            self._failed = "sql"
+            for write, _ in held:
+                conflict = write.conflict(error)
+                if conflict is not None:
+                    raise conflict from error
+            raise
+        except BaseException as error:
+            self._failed = _failure(error)
+            raise
+
     async def execute(self, statement: Any, parameters: Any = None, **kwargs: Any) -> Any:
-        """As ``AsyncConnection.execute``; on asyncpg for a statement used before."""
+        """As ``AsyncConnection.execute``; on asyncpg for a statement used before. The
+        writes held go first."""
+        if self._held:
+            await self.send_held()
         try:
             hot = None if kwargs else hot_statement(statement, parameters, self._dialect)
             if hot is None:
@@ -285,18 +351,36 @@ class PgConnection:
     async def scalar(self, statement: Any, parameters: Any = None, **kwargs: Any) -> Any:
         return (await self.execute(statement, parameters, **kwargs)).scalar()
 
-    async def run_hot(self, hot: HotStatement, parameters: Parameters) -> HotResult:
+    async def run_hot(
+        self,
+        hot: HotStatement,
+        parameters: Parameters,
+        held: list[tuple[HeldWrite, HotStatement]] | None = None,
+    ) -> HotResult:
         """Run a statement compiled once (``hot_sql``) on this connection's asyncpg
-        connection."""
+        connection; with ``held`` writes in it (``execute_with_held``), checked."""
         self._sql_begin(autobegin=True)  # the same transaction boundaries as SQLAlchemy's
         connection: Any = self._connection.sync_connection
         adapter: Any = connection.connection.dbapi_connection
         sql, values, many = hot.prepare(parameters)
         # The statement counter, when it is on; else any ``before_cursor_execute`` listeners,
-        # through SQLAlchemy's dispatch.
+        # through SQLAlchemy's dispatch. Held writes are announced as the statements they are.
         announce = self._announce or connection.dispatch.before_cursor_execute
+        parts = [write_hot.prepare(write.parameters) for write, write_hot in held or ()]
         if announce:
+            for part_sql, part_values, _ in parts:
+                announce(connection, None, part_sql, part_values, None, False)
+                if self._announce is not None:
+                    count_sent_along(part_sql)
             announce(connection, None, sql, values, None, many)
+        counts: tuple[int, ...] | None = None
+        if parts:
+            text = composed(sql, [part_sql for part_sql, _, _ in parts])
+            assert text is not None, "held writes with quotes in their text"
+            sql = text
+            values = [*values]
+            for _, part_values, _ in parts:
+                values.extend(part_values)
         try:
             if adapter._transaction is None and not self._autocommit:
                 if hot.counts_only and not many and can_begin_with(adapter):
@@ -315,11 +399,20 @@ class PgConnection:
                 sql, self._dialect._invalidate_schema_cache_asof
             )
             records = await prepared.fetch(*values)
+            if held:
+                records, counts = _without_counts(records, len(held))
             if attributes:
-                return HotResult(hot.rows_of(attributes, records), -1)
-            return HotResult([], _rowcount(prepared.get_statusmsg()))
+                result = HotResult(hot.rows_of(attributes, records), -1)
+            else:
+                result = HotResult([], _rowcount(prepared.get_statusmsg()))
         except Exception as error:
             raise await _translated(error, sql, self._connection, adapter) from error
+        if held:
+            if counts is None:
+                raise RuntimeError("a statement with held writes answered no row: no counts")
+            for (write, _), count in zip(held, counts, strict=True):
+                write.check(count)
+        return result
 
 
 async def _translated(
@@ -351,6 +444,17 @@ async def _translated(
         dialect=dialect,
     )
     return wrapped
+
+
+def _without_counts(
+    records: list[Any], held: int
+) -> tuple[list[tuple[Any, ...]], tuple[int, ...] | None]:
+    """The rows of a statement composed with ``held`` writes, and the writes' counts (the
+    last columns of each row; ``None`` if it answered no row)."""
+    if not records:
+        return [], None
+    own = len(records[0]) - held
+    return [tuple(record)[:own] for record in records], tuple(records[0])[own:]
 
 
 def _rowcount(status: str | None) -> int:

@@ -1,7 +1,7 @@
 """How many SQL statements and transactions this process ran, by module (and on PostgreSQL
-how many transactions sent their ``BEGIN`` with their first statement, which tells its round
-trips): what the bench divides by the orders it placed, so that a regression in CPU per
-order shows where it comes from.
+how many transactions sent their ``BEGIN`` with their first statement, and how many
+statements went in another one, which tells its round trips): what the bench divides by
+the orders it placed, so that a regression in CPU per order shows where it comes from.
 
 Counting is off unless ``CLEAVE_BENCH_COUNT_SQL=1``: it adds a Python listener to every
 statement. The module is read from the statement's first table (every table carries its
@@ -41,14 +41,19 @@ class StatementCounts:
         #: PostgreSQL transactions whose ``BEGIN`` went in one message with their first
         #: statement (``begin_with``), by module. Each other transaction pays a round trip
         #: for its ``BEGIN``, and each one for its ``COMMIT`` or ``ROLLBACK``, so a process's
-        #: round trips to PostgreSQL are its statements + 2 x its transactions - these (a
-        #: statement's first preparation on a connection aside).
+        #: round trips to PostgreSQL are its statements + 2 x its transactions - these - its
+        #: statements sent along (below; a statement's first preparation on a connection
+        #: aside).
         self.begun_with: Counter[str] = Counter()
+        #: PostgreSQL statements sent in one statement with another (``held_writes``), by
+        #: module: each is counted as a statement, and costs no round trip of its own.
+        self.sent_along: Counter[str] = Counter()
 
     def clear(self) -> None:
         self.statements.clear()
         self.transactions.clear()
         self.begun_with.clear()
+        self.sent_along.clear()
 
 
 #: The counts of this process (every engine of it adds to them).
@@ -79,6 +84,11 @@ def classify(statement: str) -> tuple[str, str, str]:
 def count_begun_with(statement: str, counts: StatementCounts = COUNTS) -> None:
     """Count a transaction whose ``BEGIN`` went with ``statement``, its first."""
     counts.begun_with[classify(statement)[0]] += 1
+
+
+def count_sent_along(statement: str, counts: StatementCounts = COUNTS) -> None:
+    """Count a statement sent in one statement with another (no round trip of its own)."""
+    counts.sent_along[classify(statement)[0]] += 1
 
 
 #: What the hot path (``hot_sql``) calls for each of its statements, with the arguments of

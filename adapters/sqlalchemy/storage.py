@@ -3,7 +3,7 @@ in the same transaction (the outbox store the relay reads is in ``outbox.py``)."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.database import Database
+from adapters.sqlalchemy.held_writes import HeldWrite
 from adapters.sqlalchemy.loop_connection import LoopConnection
 from adapters.sqlalchemy.messaging_tables import MessagingTables, messaging_tables
 from adapters.sqlalchemy.pg_connection import PgConnection
@@ -240,7 +241,8 @@ class SqlStorage:
             until = rows[0]["next_attempt_at"] + self.lease_seconds
             columns = {name: [row[name] for row in rows] for name in OUTBOX_COLUMNS}
             columns["next_attempt_at"] = [until] * len(rows)
-            written = (await connection.execute(statements.record_all, columns)).all()
+            # With the checked writes held back, if any: one round trip for them all.
+            written = (await connection.execute_with_held(statements.record_all, columns)).all()
         ids = {(row.message_id, row.target): row for row in written}
         records = []
         #: The last record of each (target, partition) in this batch: the statement's reads
@@ -284,6 +286,23 @@ class GuardedConnection:
         if getattr(statement, "is_dml", False):
             await self._unit.writing()
         return await self._connection.scalar(statement, *args, **kwargs)
+
+    async def hold(
+        self,
+        statement: Any,
+        parameters: Mapping[str, Any],
+        *,
+        rows: int,
+        what: str,
+        exists: str | None,
+    ) -> None:
+        """``kernel.write_checked``: held to go with the outbox's records where the
+        connection can hold it (PostgreSQL, ``held_writes``), else sent and checked now."""
+        await self._unit.writing()
+        held = HeldWrite(statement, parameters, rows=rows, what=what, exists=exists)
+        connection = self._connection
+        if not (isinstance(connection, PgConnection) and connection.hold(held)):
+            await held.run(connection)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)

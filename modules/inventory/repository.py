@@ -9,7 +9,7 @@ from sqlalchemy import and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Update
 
-from kernel import ConcurrencyConflict, Transaction, conflict_on, expect_one_row
+from kernel import ConcurrencyConflict, Transaction, conflict_on, write_checked
 from modules.inventory.domain import Reservation, ReservationStatus, Stock
 from modules.inventory.tables import reservations, stock
 
@@ -120,10 +120,14 @@ class StockRecords:
                 values[f"on_hand_{i}"] = record.on_hand
                 values[f"reserved_{i}"] = record.reserved
                 values[f"version_{i}"] = record.version + 1
-            result = await connection.execute(_save_stocks(len(together)), values)
-            if result.rowcount != len(together):
-                skus = ", ".join(record.sku for record in together)
-                raise ConcurrencyConflict(f"stock {skus} changed meanwhile")
+            skus = ", ".join(record.sku for record in together)
+            await write_checked(
+                connection,
+                _save_stocks(len(together)),
+                values,
+                what=f"stock {skus}",
+                rows=len(together),
+            )
         for record in records:
             record.version += 1
 
@@ -144,18 +148,25 @@ class Reservations:
     async def add(self, reservation: Reservation) -> None:
         connection = await self._transaction.connection()
         # A concurrent command for the same order won.
-        with conflict_on(
-            IntegrityError, ConcurrencyConflict(f"reservation {reservation.order_id} exists")
-        ):
-            await connection.execute(_ADD_RESERVATION, _row(reservation))
+        await write_checked(
+            connection,
+            _ADD_RESERVATION,
+            _row(reservation),
+            what=f"reservation {reservation.order_id}",
+            exists=f"reservation {reservation.order_id} exists",
+        )
 
     async def save(self, reservation: Reservation, previous: ReservationStatus) -> None:
         """Store a settled reservation, only if nobody settled it meanwhile."""
         connection = await self._transaction.connection()
         values = _row(reservation)
         values["match_order_id"] = values.pop("order_id")
-        result = await connection.execute(_SAVE_RESERVATION, {**values, "previous": previous.value})
-        expect_one_row(result.rowcount, f"reservation {reservation.order_id}")
+        await write_checked(
+            connection,
+            _SAVE_RESERVATION,
+            {**values, "previous": previous.value},
+            what=f"reservation {reservation.order_id}",
+        )
 
 
 def _stock(row: Any) -> Stock:

@@ -9,7 +9,7 @@ import msgspec
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kernel import ConcurrencyConflict, Transaction, conflict_on, expect_one_row
+from kernel import ConcurrencyConflict, Transaction, conflict_on, write_checked
 from modules.ordering.admission import KnownKey
 from modules.ordering.domain import UNSETTLED, Line, Order, OrderStatus, Saga, Step
 from modules.ordering.tables import idempotency_keys, order_lines, orders, sagas
@@ -164,7 +164,8 @@ class Orders:
     async def save(self, order: Order) -> None:
         """Store a settled order; ``ConcurrencyConflict`` if it changed meanwhile."""
         connection = await self._transaction.connection()
-        result = await connection.execute(
+        await write_checked(
+            connection,
             _SAVE_ORDER,
             {
                 "order_id": order.id,
@@ -173,8 +174,8 @@ class Orders:
                 "reason": order.reason,
                 "next": order.version + 1,
             },
+            what=f"order {order.id}",
         )
-        expect_one_row(result.rowcount, f"order {order.id}")
         order.version += 1
 
     async def _with_lines(self, rows: list[Any]) -> list[Order]:
@@ -203,12 +204,14 @@ class Sagas:
 
     async def add(self, saga: Saga) -> None:
         connection = await self._transaction.connection()
-        with conflict_on(IntegrityError, ConcurrencyConflict(f"saga {saga.order_id} exists")):
-            await connection.execute(
-                _ADD_SAGA,
-                # What the order was priced at never changes: written here only, not by save.
-                {**_row(saga), "version": saga.version, **_priced(saga)},
-            )
+        await write_checked(
+            connection,
+            _ADD_SAGA,
+            # What the order was priced at never changes: written here only, not by save.
+            {**_row(saga), "version": saga.version, **_priced(saga)},
+            what=f"saga {saga.order_id}",
+            exists=f"saga {saga.order_id} exists",
+        )
 
     async def get(self, order_id: str) -> Saga | None:
         connection = await self._transaction.connection()
@@ -226,7 +229,8 @@ class Sagas:
         connection = await self._transaction.connection()
         values = _row(saga)
         del values["order_id"]
-        result = await connection.execute(
+        await write_checked(
+            connection,
             _SAVE_SAGA,
             {
                 **values,
@@ -234,8 +238,8 @@ class Sagas:
                 "expected": saga.version,
                 "version": saga.version + 1,
             },
+            what=f"saga {saga.order_id}",
         )
-        expect_one_row(result.rowcount, f"saga {saga.order_id}")
         saga.version += 1
 
 

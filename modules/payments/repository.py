@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
-from kernel import ConcurrencyConflict, Transaction, conflict_on, expect_one_row
+from kernel import Transaction, write_checked
 from modules.payments.domain import Charge, ChargeStatus
 from modules.payments.tables import charges
 
@@ -38,19 +37,23 @@ class Charges:
     async def add(self, charge: Charge) -> None:
         """Record a charge; ``ConcurrencyConflict`` if another settled the order meanwhile."""
         connection = await self._transaction.connection()
-        with conflict_on(
-            IntegrityError, ConcurrencyConflict(f"order {charge.order_id} was settled meanwhile")
-        ):
-            await connection.execute(_ADD, _row(charge))
+        await write_checked(
+            connection,
+            _ADD,
+            _row(charge),
+            what=f"charge {charge.id}",
+            exists=f"order {charge.order_id} was settled meanwhile",
+        )
 
     async def save_voided(self, charge: Charge) -> None:
         """Store a captured charge as voided, only if it is still captured."""
         connection = await self._transaction.connection()
-        result = await connection.execute(
+        await write_checked(
+            connection,
             _SAVE_VOIDED,
             {"charge_id": charge.id, "status": charge.status.value, "reason": charge.reason},
+            what=f"charge {charge.id}",
         )
-        expect_one_row(result.rowcount, f"charge {charge.id}")
 
 
 def _charge(row: Any) -> Charge:

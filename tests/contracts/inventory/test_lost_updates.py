@@ -1,7 +1,9 @@
 """Two units of work that read the same inventory record and both write it: the second loses
 the race (``ConcurrencyConflict``, which the dispatcher answers by running it again) instead
 of overwriting the first or failing for good. Real databases; the two units are interleaved
-by hand, so the race happens every time."""
+by hand, so the race happens every time. The conflict comes with the write (SQLite) or, on
+PostgreSQL, where the write is held to go with the unit's outbox records, at the commit
+(``kernel.write_checked``): either way before anything is stored."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from functools import partial
 from typing import TypeVar
 
 import pytest
+from sqlalchemy import text
 
 from kernel import SYSTEM, ConcurrencyConflict, Transaction
 from kernel.messages import message_name, new_envelope
@@ -18,11 +21,12 @@ from kernel.runtime import Runtime
 from kernel.unit_of_work import UnitOfWork
 from modules.catalog.contracts import AddProduct
 from modules.catalog.module import module as catalog
-from modules.inventory.contracts import GetStock, Restock
-from modules.inventory.domain import Reservation, ReservationStatus
+from modules.inventory.contracts import GetStock, Restock, StockReserved
+from modules.inventory.domain import Reservation, ReservationStatus, Stock
 from modules.inventory.module import module as inventory
 from modules.inventory.repository import Reservations, StockRecords
-from tests.support.harness import running_shop
+from tests.contracts.shop.sandbox import sandbox_payments
+from tests.support.harness import TEST_SETTINGS, running_shop
 
 pytestmark = pytest.mark.anyio
 
@@ -69,6 +73,7 @@ async def test_a_write_over_a_stock_changed_meanwhile_is_a_conflict(database_url
             second_read.restock(3)  # from the level it read, which is no longer the level
             with pytest.raises(ConcurrencyConflict, match="stock TEA changed meanwhile") as lost:
                 await within(second, lambda: stock.save(second_read))
+                await second.commit()
             assert second.transient(lost.value)  # the dispatcher runs the restock again
 
         level = await runtime.bus.ask(GetStock(sku="TEA"))
@@ -90,6 +95,7 @@ async def test_a_second_reservation_of_one_order_is_a_conflict(database_url: str
 
             with pytest.raises(ConcurrencyConflict, match="reservation order-1 exists") as lost:
                 await within(second, lambda: reservations.add(failed))
+                await second.commit()
             assert second.transient(lost.value)  # run again, it answers what the first did
 
 
@@ -116,6 +122,7 @@ async def test_stocks_stored_together_are_stored_all_or_none(database_url: str) 
                 record.restock(3)
             with pytest.raises(ConcurrencyConflict, match="changed meanwhile") as lost:
                 await within(second, lambda: stock.save_all(together))
+                await second.commit()
             assert second.transient(lost.value)
 
         levels = {sku: (await runtime.bus.ask(GetStock(sku=sku))).on_hand for sku in skus}
@@ -130,3 +137,65 @@ async def test_stocks_stored_together_are_stored_all_or_none(database_url: str) 
             await third.commit()
         levels = {sku: (await runtime.bus.ask(GetStock(sku=sku))).on_hand for sku in skus}
         assert levels == {"TEA": 2, "JAM": 7, "OAT": 2}
+
+
+async def test_a_conflict_of_writes_sent_with_the_outbox_records_stores_neither(
+    database_url: str,
+) -> None:
+    """On PostgreSQL the writes go in one statement with the unit's outbox records: when
+    one of them loses the race, no stock, no reservation and no event is stored."""
+    with sandbox_payments(TEST_SETTINGS) as payments:
+        async with running_shop(database_url, payment_provider=payments.provider) as runtime:
+            await _race_with_an_event(runtime)
+        await payments.provider.close()
+
+
+async def _race_with_an_event(runtime: Runtime) -> None:
+    skus = ("TEA", "JAM")
+    for sku in skus:
+        await runtime.bus.send(AddProduct(sku=sku, name=sku, price_cents=100), principal=SYSTEM)
+    assert await runtime.settle()
+    stock = StockRecords(Transaction())
+    reservations = Reservations(Transaction())
+
+    async def reserve(unit: UnitOfWork, records: list[Stock], order_id: str) -> None:
+        await within(unit, lambda: stock.save_all(records))
+        reserved = Reservation(order_id=order_id, status=ReservationStatus.RESERVED)
+        await within(unit, lambda: reservations.add(reserved))
+        unit.emit(StockReserved(order_id=order_id))  # ordering takes it
+        await unit.commit()
+
+    # Nobody in the way (and each statement used once: the second use is the fast path's).
+    async with two_units(runtime) as (first, _):
+        reads = await within(first, lambda: stock.get_many(list(skus)))
+        for record in reads.values():
+            record.restock(2)
+        await reserve(first, list(reads.values()), "order-0")
+
+    async with two_units(runtime) as (first, second):
+        first_read = await within(first, lambda: stock.get("JAM"))
+        second_reads = [await within(second, partial(stock.get, sku)) for sku in skus]
+        assert first_read is not None
+        first_read.restock(5)
+        await within(first, lambda: stock.save(first_read))
+        await first.commit()
+
+        together = [record for record in second_reads if record is not None]
+        for record in together:
+            record.restock(3)
+        with pytest.raises(ConcurrencyConflict, match="stock TEA, JAM changed meanwhile"):
+            await reserve(second, together, "order-1")
+
+    assert await runtime.settle()
+    levels = {sku: (await runtime.bus.ask(GetStock(sku=sku))).on_hand for sku in skus}
+    assert levels == {"TEA": 2, "JAM": 7}
+    assert runtime.receiver is not None
+    storage = runtime.receiver.dispatcher.handler_of(Restock).storage
+    async with storage.database.connect() as connection:
+        stored = await connection.scalar(
+            text("SELECT count(*) FROM inventory_reservations WHERE order_id = 'order-1'")
+        )
+        events = await connection.scalar(
+            text("SELECT count(*) FROM inventory_outbox WHERE body LIKE '%order-1%'")
+        )
+    assert (stored, events) == (0, 0)

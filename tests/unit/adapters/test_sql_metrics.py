@@ -13,6 +13,7 @@ from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.statement_counts import (
     StatementCounts,
     count_begun_with,
+    count_sent_along,
     count_statements,
 )
 
@@ -57,3 +58,17 @@ def test_transactions_begun_with_their_first_statement_are_counted_by_module() -
     assert 'cleave_sql_begun_with_statement_total{module="payments"} 1.0' in scraped
     counts.clear()
     assert not counts.begun_with
+
+
+def test_statements_sent_along_with_another_are_counted_by_module() -> None:
+    counts = StatementCounts()
+    count_sent_along("UPDATE ordering_sagas SET step=$1 WHERE order_id = $2", counts)
+    count_sent_along("UPDATE inventory_stock SET on_hand=$1 WHERE sku = $2", counts)
+    count_sent_along("INSERT INTO inventory_reservations (order_id) VALUES ($1)", counts)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatementCollector(counts))
+    scraped = generate_latest(registry).decode()
+    assert 'cleave_sql_sent_along_statement_total{module="inventory"} 2.0' in scraped
+    assert 'cleave_sql_sent_along_statement_total{module="ordering"} 1.0' in scraped
+    counts.clear()
+    assert not counts.sent_along
