@@ -315,7 +315,12 @@ class PgConnection:
         raised here."""
         held, self._held = self._held, []
         hot = hot_statement(statement, parameters, self._dialect) if held else None
-        if hot is None or hot.counts_only or not isinstance(parameters, Mapping):
+        if (
+            hot is None
+            or hot.counts_only
+            or not isinstance(parameters, Mapping)
+            or composed(hot.text(parameters)[0], [h.text(w.parameters)[0] for w, h in held]) is None
+        ):
             self._held = held
             await self.send_held()
             return await self.execute(statement, parameters)
@@ -376,7 +381,7 @@ class PgConnection:
         counts: tuple[int, ...] | None = None
         if parts:
             text = composed(sql, [part_sql for part_sql, _, _ in parts])
-            assert text is not None, "held writes with quotes in their text"
+            assert text is not None  # execute_with_held made sure
             sql = text
             values = [*values]
             for _, part_values, _ in parts:
