@@ -30,7 +30,8 @@ from typing import Any
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import MultipleResultsFound, NoResultFound
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Executable, TableClause
+from sqlalchemy.sql.util import find_tables
 
 #: Parameters of one execution: one mapping, or a list of them (one round trip, executemany).
 Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]]
@@ -65,6 +66,7 @@ class HotStatement:
         "_texts",
         "counts_only",
         "is_dml",
+        "reads",
         "row",
         "statement",
     )
@@ -77,6 +79,11 @@ class HotStatement:
         self.statement = statement
         self._dialect = dialect
         self.is_dml: bool = bool(getattr(statement, "is_dml", False))
+        #: The tables a SELECT reads, if all are known: a held write of another table may
+        #: go after it (``held_writes``).
+        self.reads: frozenset[str] = (
+            _tables_read(statement) if getattr(statement, "is_select", False) else frozenset()
+        )
         compiled = statement.compile(  # type: ignore[attr-defined]
             dialect=dialect, column_keys=list(keys) if keys is not None else None
         )
@@ -210,6 +217,20 @@ class HotStatement:
                 converted[index] = convert(converted[index])
             rows.append(make(converted))
         return rows
+
+
+def _tables_read(statement: Executable) -> frozenset[str]:
+    """The names of the tables ``statement`` reads; none if one of them is not a table."""
+    names = set()
+    for found in find_tables(statement, check_columns=True, include_aliases=True):
+        if found is None:
+            continue  # a column of no table (a bound value, a function's result)
+        while not isinstance(found, TableClause):
+            found = getattr(found, "element", None)
+            if found is None:
+                return frozenset()
+        names.add(found.name)
+    return frozenset(names)
 
 
 def positional(order: _Order, parameters: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -292,7 +292,7 @@ class PgConnection:
     def hold(self, held: HeldWrite) -> bool:
         """Hold ``held`` back to go with the outbox's records, if it can be (a statement
         used before that answers only a count); ``False``: send it now."""
-        if self._autocommit or not isinstance(held.parameters, Mapping):
+        if self._autocommit or held.table is None or not isinstance(held.parameters, Mapping):
             return False
         hot = hot_statement(held.statement, held.parameters, self._dialect)
         if hot is None or not hot.counts_only:
@@ -302,6 +302,12 @@ class PgConnection:
             return False
         self._held.append((held, hot))
         return True
+
+    def _apart(self, hot: HotStatement) -> bool:
+        """Whether ``hot`` reads none of the tables the held writes touch: it reads the same
+        rows whether they go before it or after."""
+        reads = hot.reads
+        return bool(reads) and all(write.table not in reads for write, _ in self._held)
 
     async def send_held(self) -> None:
         """Send the held writes now, one statement each, and check them."""
@@ -341,11 +347,11 @@ class PgConnection:
 
     async def execute(self, statement: Any, parameters: Any = None, **kwargs: Any) -> Any:
         """As ``AsyncConnection.execute``; on asyncpg for a statement used before. The
-        writes held go first."""
-        if self._held:
+        writes held go first, unless it only reads other tables than theirs."""
+        hot = None if kwargs else hot_statement(statement, parameters, self._dialect)
+        if self._held and not (hot is not None and self._apart(hot)):
             await self.send_held()
         try:
-            hot = None if kwargs else hot_statement(statement, parameters, self._dialect)
             if hot is None:
                 return await self._connection.execute(statement, parameters, **kwargs)
             return await self.run_hot(hot, parameters if parameters is not None else {})

@@ -205,16 +205,19 @@ async def _wait_until_settled(
         seconds = min(seconds, envelope.deadline - time.time() - _ANSWER_MARGIN_SECONDS)
     loop = asyncio.get_running_loop()
     ends = loop.time() + seconds
-    with waiters.watch(query.order_id) as settled:
+    with waiters.watch(query.order_id) as watch:
         while True:
-            settled.clear()
+            settled = watch.settled
+            if settled is not None and settled.visible_to(principal.subject, principal.administers):
+                return _view(settled)  # as the saga committed it: no second read
+            watch.woken.clear()
             order = await bus.ask(look, principal=principal)
             left = ends - loop.time()
             if order.status != "PENDING" or left <= 0:
                 return order
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(left, settings.wait_recheck_seconds)):
-                    await settled.wait()
+                    await watch.woken.wait()
 
 
 async def list_orders(query: ListOrders, orders: Orders, principal: Principal) -> list[OrderView]:

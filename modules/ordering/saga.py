@@ -175,5 +175,5 @@ class SagaRunner:
                 order_id=order.id, customer_id=order.customer_id, reason=order.reason or ""
             )
         await self._bus.publish(event)
-        self._waiters.wake_after_commit(order.id)
+        self._waiters.wake_after_commit(order)
         log.info("order %s is %s (%s)", order.id, status.value, order.reason or "paid")

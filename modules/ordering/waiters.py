@@ -1,10 +1,11 @@
 """Customers waiting for their orders to settle, woken in this process when one settles.
 
-A ``GetOrder`` with ``wait_seconds`` parks here between two reads of the order instead of
+A ``GetOrder`` with ``wait_seconds`` parks here after a read of the order instead of
 polling the database. The saga wakes the order's waiters once the transition that settled it
-has committed (``Transaction.after_commit``), so a woken waiter reads the terminal order.
-Only the instance that settled the order can wake them: a waiter looks at the database again
-every ``recheck_seconds`` as well, so an order settled by another instance of ordering is seen
+has committed (``Transaction.after_commit``), and hands them the order as it committed it:
+a woken waiter answers with that, without reading the order again. Only the instance that
+settled the order can wake them: a waiter looks at the database again every
+``recheck_seconds`` as well, so an order settled by another instance of ordering is seen
 within that long.
 """
 
@@ -15,35 +16,49 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kernel import Transaction
+from modules.ordering.domain import Order
+
+
+class Watch:
+    """One waiter's view of an order: set when it settles, with the order as settled."""
+
+    __slots__ = ("settled", "woken")
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+        #: The order as the unit of work that settled it committed it, once it has.
+        self.settled: Order | None = None
 
 
 class OrderWaiters:
-    """The waiters of each order in this process, one ``asyncio.Event`` each."""
+    """The waiters of each order in this process, one ``Watch`` each."""
 
     def __init__(self, transaction: Transaction) -> None:
         self._transaction = transaction
-        self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._waiting: dict[str, set[Watch]] = {}
 
-    def wake_after_commit(self, order_id: str) -> None:
-        """Wake the waiters of ``order_id`` once the current unit of work has committed."""
-        self._transaction.after_commit(lambda: self.wake(order_id))
+    def wake_after_commit(self, order: Order) -> None:
+        """Hand ``order`` (settled) to its waiters once the current unit of work has
+        committed it."""
+        self._transaction.after_commit(lambda: self.wake(order))
 
-    def wake(self, order_id: str) -> None:
-        for event in self._waiting.get(order_id, ()):
-            event.set()
+    def wake(self, order: Order) -> None:
+        for watch in self._waiting.get(order.id, ()):
+            watch.settled = order
+            watch.woken.set()
 
     @contextmanager
-    def watch(self, order_id: str) -> Iterator[asyncio.Event]:
-        """An event set whenever ``order_id`` settles in this process, for as long as the
-        block runs. Clear it before reading the order, then wait for it: a settlement that
-        commits after the read is never missed."""
-        event = asyncio.Event()
-        self._waiting.setdefault(order_id, set()).add(event)
+    def watch(self, order_id: str) -> Iterator[Watch]:
+        """A ``Watch`` of ``order_id`` in this process, for as long as the block runs. Clear
+        its event before reading the order, then wait for it: a settlement that commits
+        after the read is never missed."""
+        watch = Watch()
+        self._waiting.setdefault(order_id, set()).add(watch)
         try:
-            yield event
+            yield watch
         finally:
             others = self._waiting[order_id]
-            others.discard(event)
+            others.discard(watch)
             if not others:
                 del self._waiting[order_id]
 

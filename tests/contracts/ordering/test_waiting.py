@@ -14,6 +14,8 @@ from kernel import SYSTEM, Bus, NotFound, Principal
 from modules.catalog.contracts import AddProduct
 from modules.inventory.contracts import Restock
 from modules.ordering.contracts import GetOrder, OrderLineRequest, OrderView, PlaceOrder
+from modules.ordering.domain import Order, OrderStatus
+from modules.ordering.repository import Orders
 from modules.ordering.settings import OrderingSettings
 from tests.contracts.shop.sandbox import sandbox_payments
 from tests.integration.test_http_orders import ADMIN_EMAIL, ADMIN_PASSWORD, running
@@ -147,3 +149,35 @@ async def test_the_rest_route_waits_and_refuses_a_wait_past_thirty_seconds(
         assert response.status_code == 400, (value, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
         assert "wait" in response.text
+
+
+@pytest.mark.anyio
+async def test_a_woken_wait_answers_with_the_order_as_settled_without_reading_it_again(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The saga hands the settled order to its waiters once it committed it: the wait's
+    answer costs no second read of the order."""
+    terminal_reads = 0
+    get = Orders.get
+
+    async def counted(self: Orders, order_id: str) -> Order | None:
+        nonlocal terminal_reads
+        order = await get(self, order_id)
+        terminal_reads += order is not None and order.status is not OrderStatus.PENDING
+        return order
+
+    monkeypatch.setattr(Orders, "get", counted)
+    with sandbox_payments(TEST_SETTINGS, slow_seconds=3.0) as payments:
+        async with running_shop(
+            sqlite_url, payment_provider=payments.provider, ports=NO_RECHECK
+        ) as runtime:
+            placed = await _place(runtime.bus, "tok_slow")
+            order = await _wait(runtime.bus, placed.id, 20.0)
+            answered_reads = terminal_reads
+            again = await runtime.bus.ask(GetOrder(order_id=placed.id), principal=CUSTOMER)
+        await payments.provider.close()
+
+    assert (order.status, order.reason) == ("CANCELLED", "payment_failed")
+    assert order == again  # the same answer a read gives
+    assert answered_reads == 0
+    assert terminal_reads == 1  # the read after it, which the spy sees
