@@ -53,9 +53,10 @@ async def write_checked(
     (``ConcurrencyConflict(exists)``): the unit of work then runs again from the start.
 
     ``connection`` is the unit of work's (``Transaction.connection()``). It may hold the
-    write back and send it with the unit's next statement, or with its outbox records when
-    it commits: on PostgreSQL one round trip for them all (ADR 17). The conflict is then
-    raised there, still before anything is stored. So a handler does what reaches outside
+    write back and send it with the unit's outbox records when it commits (on PostgreSQL
+    one round trip for them all, ADR 17), or before a statement that needs it sent first
+    (one that reads its table). The conflict is then raised there, still before anything
+    is stored. So a handler does what reaches outside
     its transaction (a payment provider's call) before such writes, not between them and
     the end of its unit of work.
     """
