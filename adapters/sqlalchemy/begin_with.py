@@ -35,7 +35,7 @@ _ISOLATION = {
     "repeatable_read": " ISOLATION LEVEL REPEATABLE READ",
     "serializable": " ISOLATION LEVEL SERIALIZABLE",
 }
-#: Statement texts split at their placeholders (``None``: not to be inlined), by text.
+#: Statement texts split at their placeholders (``None``: not to be rewritten), by text.
 _SPLIT: dict[str, tuple[str, ...] | None] = {}
 _SPLIT_AT_MOST = 512
 
@@ -53,7 +53,10 @@ def _literal(value: Any) -> str | None:
     return None
 
 
-def _split(sql: str) -> tuple[str, ...] | None:
+def placeholder_pieces(sql: str) -> tuple[str, ...] | None:
+    """``sql`` split at its ``$n`` placeholders (text, number, text, ...), or ``None`` if it
+    has a quote or a dollar sign of its own (a ``$n`` in a literal would be taken for one):
+    the texts this module and ``held_writes`` may rewrite."""
     found = _SPLIT.get(sql, False)
     if found is False:
         pieces = None if "'" in sql or '"' in sql else tuple(_PLACEHOLDER.split(sql))
@@ -68,7 +71,7 @@ def _split(sql: str) -> tuple[str, ...] | None:
 def inlined(sql: str, values: tuple[Any, ...]) -> str | None:
     """``sql`` with its ``$n`` placeholders replaced by ``values`` written as literals, or
     ``None`` if a value (or the text) is not plain enough to be written without escaping."""
-    pieces = _split(sql)
+    pieces = placeholder_pieces(sql)
     if pieces is None:
         return None
     out = [pieces[0]]

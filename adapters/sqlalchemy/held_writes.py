@@ -21,17 +21,14 @@ first, and the outbox's ``RETURNING`` reads only the outbox.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from adapters.sqlalchemy.begin_with import placeholder_pieces
 from kernel.errors import ConcurrencyConflict
 
-#: asyncpg's positional parameters in a statement's text.
-_PLACEHOLDER = re.compile(r"\$(\d+)")
 #: Composed texts by the texts they are made of (a few per handler).
 _COMPOSED: dict[tuple[str, ...], str] = {}
 _COMPOSED_AT_MOST = 256
@@ -98,21 +95,28 @@ def error_table(error: IntegrityError) -> str | None:
 def composed(main: str, held: Sequence[str]) -> str | None:
     """``main`` (a statement ending with its ``RETURNING`` list) with the ``held`` statements
     as ``WITH`` queries before it and their counts after its own columns, placeholders
-    numbered on; ``None`` if a text has a quote (a placeholder-like text in a literal)."""
+    numbered on; ``None`` if a text cannot be rewritten (``placeholder_pieces``)."""
     key = (main, *held)
     found = _COMPOSED.get(key)
     if found is not None:
         return found
-    if any("'" in text or '"' in text for text in key) or "RETURNING" not in main:
+    main_pieces = placeholder_pieces(main)
+    if main_pieces is None or "RETURNING" not in main:
         return None
-    offset = _placeholders(main)
+    offset = _placeholders(main_pieces)
     parts = []
     counts = []
     for index, text in enumerate(held):
-        renumbered = _PLACEHOLDER.sub(partial(_shifted, by=offset), text)
+        pieces = placeholder_pieces(text)
+        if pieces is None:
+            return None
+        renumbered = "".join(
+            f"${int(piece) + offset}" if position % 2 else piece
+            for position, piece in enumerate(pieces)
+        )
         parts.append(f"held_{index} AS ({renumbered} RETURNING 1)")
         counts.append(f"(SELECT count(*) FROM held_{index}) AS held_{index}")
-        offset += _placeholders(text)
+        offset += _placeholders(pieces)
     text = f"WITH {', '.join(parts)} {main}, {', '.join(counts)}"
     if len(_COMPOSED) >= _COMPOSED_AT_MOST:
         _COMPOSED.clear()
@@ -120,9 +124,6 @@ def composed(main: str, held: Sequence[str]) -> str | None:
     return text
 
 
-def _shifted(found: re.Match[str], *, by: int) -> str:
-    return f"${int(found.group(1)) + by}"
-
-
-def _placeholders(text: str) -> int:
-    return max((int(number) for number in _PLACEHOLDER.findall(text)), default=0)
+def _placeholders(pieces: tuple[str, ...]) -> int:
+    """The highest placeholder number of a text split by ``placeholder_pieces``."""
+    return max((int(number) for number in pieces[1::2]), default=0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -31,6 +31,15 @@ from adapters.sqlalchemy.held_writes import HeldWrite, composed
 from adapters.sqlalchemy.hot_sql import HotResult, HotStatement, Parameters, hot_statement
 from adapters.sqlalchemy.statement_counts import Announce, count_begun_with, count_sent_along
 from kernel.errors import ConcurrencyConflict
+
+
+class _Together(NamedTuple):
+    """A statement with held writes in it (``held_writes``): its composed text, the writes,
+    and each one's text, values and ``executemany`` flag (``HotStatement.prepare``)."""
+
+    text: str
+    held: list[tuple[HeldWrite, HotStatement]]
+    parts: list[tuple[str, Any, bool]]
 
 
 class PgKeptConnections:
@@ -321,17 +330,17 @@ class PgConnection:
         raised here."""
         held, self._held = self._held, []
         hot = hot_statement(statement, parameters, self._dialect) if held else None
-        if (
-            hot is None
-            or hot.counts_only
-            or not isinstance(parameters, Mapping)
-            or composed(hot.text(parameters)[0], [h.text(w.parameters)[0] for w, h in held]) is None
-        ):
+        together = None
+        if hot is not None and not hot.counts_only and isinstance(parameters, Mapping):
+            parts = [write_hot.prepare(write.parameters) for write, write_hot in held]
+            text = composed(hot.text(parameters)[0], [part_sql for part_sql, _, _ in parts])
+            together = None if text is None else _Together(text, held, parts)
+        if hot is None or together is None:
             self._held = held
             await self.send_held()
             return await self.execute(statement, parameters)
         try:
-            return await self.run_hot(hot, parameters, held)
+            return await self.run_hot(hot, parameters, together)
         except ConcurrencyConflict:
             raise  # a held write's: the connection is fine, its transaction rolls back
         except IntegrityError as error:
@@ -366,10 +375,10 @@ class PgConnection:
         self,
         hot: HotStatement,
         parameters: Parameters,
-        held: list[tuple[HeldWrite, HotStatement]] | None = None,
+        together: _Together | None = None,
     ) -> HotResult:
         """Run a statement compiled once (``hot_sql``) on this connection's asyncpg
-        connection; with ``held`` writes in it (``execute_with_held``), checked."""
+        connection; with held writes in it (``execute_with_held``), checked."""
         self._sql_begin(autobegin=True)  # the same transaction boundaries as SQLAlchemy's
         connection: Any = self._connection.sync_connection
         adapter: Any = connection.connection.dbapi_connection
@@ -377,20 +386,17 @@ class PgConnection:
         # The statement counter, when it is on; else any ``before_cursor_execute`` listeners,
         # through SQLAlchemy's dispatch. Held writes are announced as the statements they are.
         announce = self._announce or connection.dispatch.before_cursor_execute
-        parts = [write_hot.prepare(write.parameters) for write, write_hot in held or ()]
         if announce:
-            for part_sql, part_values, _ in parts:
+            for part_sql, part_values, _ in together.parts if together else ():
                 announce(connection, None, part_sql, part_values, None, False)
                 if self._announce is not None:
                     count_sent_along(part_sql)
             announce(connection, None, sql, values, None, many)
         counts: tuple[int, ...] | None = None
-        if parts:
-            text = composed(sql, [part_sql for part_sql, _, _ in parts])
-            assert text is not None  # execute_with_held made sure
-            sql = text
+        if together is not None:
+            sql = together.text
             values = [*values]
-            for _, part_values, _ in parts:
+            for _, part_values, _ in together.parts:
                 values.extend(part_values)
         try:
             if adapter._transaction is None and not self._autocommit:
@@ -410,18 +416,18 @@ class PgConnection:
                 sql, self._dialect._invalidate_schema_cache_asof
             )
             records = await prepared.fetch(*values)
-            if held:
-                records, counts = _without_counts(records, len(held))
+            if together is not None:
+                records, counts = _without_counts(records, len(together.held))
             if attributes:
                 result = HotResult(hot.rows_of(attributes, records), -1)
             else:
                 result = HotResult([], _rowcount(prepared.get_statusmsg()))
         except Exception as error:
             raise await _translated(error, sql, self._connection, adapter) from error
-        if held:
+        if together is not None:
             if counts is None:
                 raise RuntimeError("a statement with held writes answered no row: no counts")
-            for (write, _), count in zip(held, counts, strict=True):
+            for (write, _), count in zip(together.held, counts, strict=True):
                 write.check(count)
         return result
 

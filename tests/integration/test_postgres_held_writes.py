@@ -38,7 +38,7 @@ async def test_a_read_of_their_table_sees_the_held_writes_one_of_another_lets_th
         reservations = Reservations(Transaction())
         sent: list[int] = []
         levels: list[int] = []
-        for _ in range(2):  # the first round uses each statement once, through SQLAlchemy
+        for _ in range(2):  # the first round may use a statement for the first time
             async with two_units(runtime) as (unit, _):
                 record = await within(unit, lambda: stock.get("TEA"))
                 assert record is not None
@@ -53,7 +53,7 @@ async def test_a_read_of_their_table_sees_the_held_writes_one_of_another_lets_th
                 sent.append(COUNTS.statements[STOCK_UPDATES] - before)
                 await unit.commit()
 
-    # Round one: sent at once (not yet on the fast path). Round two: held past the read of
-    # reservations, sent before the read of the stock, which sees it.
-    assert sent == [1, 1, 0, 1]
+    # Round two (on the fast path whatever ran before in this process): held past the read
+    # of reservations, sent before the read of the stock, which sees it.
+    assert sent[2:] == [0, 1]
     assert levels == [2, 4]

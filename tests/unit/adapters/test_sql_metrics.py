@@ -33,9 +33,7 @@ async def test_statements_and_transactions_are_counted_by_module(tmp_path: Path)
             await connection.execute(text("SELECT id FROM ordering_outbox"))
     finally:
         await database.dispose()
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatementCollector(counts))
-    scraped = generate_latest(registry).decode()
+    scraped = _scraped(counts)
     assert (
         'cleave_sql_statements_total{kind="insert",module="ordering",table="outbox"} 2.0' in scraped
     )
@@ -51,9 +49,7 @@ def test_transactions_begun_with_their_first_statement_are_counted_by_module() -
     count_begun_with("INSERT INTO ordering_inbox (handler) VALUES ('h')", counts)
     count_begun_with("INSERT INTO \"payments_inbox\" (handler) VALUES ('h')", counts)
     count_begun_with("INSERT INTO ordering_inbox (handler) VALUES ('i')", counts)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatementCollector(counts))
-    scraped = generate_latest(registry).decode()
+    scraped = _scraped(counts)
     assert 'cleave_sql_begun_with_statement_total{module="ordering"} 2.0' in scraped
     assert 'cleave_sql_begun_with_statement_total{module="payments"} 1.0' in scraped
     counts.clear()
@@ -65,10 +61,15 @@ def test_statements_sent_along_with_another_are_counted_by_module() -> None:
     count_sent_along("UPDATE ordering_sagas SET step=$1 WHERE order_id = $2", counts)
     count_sent_along("UPDATE inventory_stock SET on_hand=$1 WHERE sku = $2", counts)
     count_sent_along("INSERT INTO inventory_reservations (order_id) VALUES ($1)", counts)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatementCollector(counts))
-    scraped = generate_latest(registry).decode()
+    scraped = _scraped(counts)
     assert 'cleave_sql_sent_along_statement_total{module="inventory"} 2.0' in scraped
     assert 'cleave_sql_sent_along_statement_total{module="ordering"} 1.0' in scraped
     counts.clear()
     assert not counts.sent_along
+
+
+def _scraped(counts: StatementCounts) -> str:
+    """What ``/metrics`` answers for ``counts``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatementCollector(counts))
+    return generate_latest(registry).decode()
